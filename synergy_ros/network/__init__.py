@@ -1,0 +1,1 @@
+"""synergy_ros.network."""

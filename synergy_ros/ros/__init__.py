@@ -1,0 +1,1 @@
+"""ROS 2 interface: the node, image conversions and point clouds."""
