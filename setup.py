@@ -34,6 +34,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8.0",
+            "pytest-timeout>=2.2",
             "flake8>=7.0",
             "pydocstyle>=6.3",
             "colcon-core>=0.15",
