@@ -141,7 +141,7 @@ def _image_message(**fields):
     return Image(**fields)
 
 
-def _byte_array(array_like: np.ndarray) -> array.array:
+def byte_array(array_like: np.ndarray) -> array.array:
     """Copy a C-contiguous numpy array into the array.array('B') rclpy uses for uint8[]."""
     data = array.array("B")
     data.frombytes(memoryview(np.ascontiguousarray(array_like)).cast("B"))
@@ -178,7 +178,7 @@ def array_to_image(image: np.ndarray, encoding: str, header=None):
     fields = dict(height=height, width=width, encoding=encoding,
                   is_bigendian=int(sys.byteorder == "big"),
                   step=width * channels * dtype.itemsize,
-                  data=_byte_array(image.astype(dtype, copy=False)))
+                  data=byte_array(image.astype(dtype, copy=False)))
     if header is not None:
         fields["header"] = header
     return _image_message(**fields)
@@ -288,7 +288,7 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None, quality: 
                                cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
-    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8", data=_byte_array(encoded))
+    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8", data=byte_array(encoded))
     if header is not None:
         msg.header = header
     return msg

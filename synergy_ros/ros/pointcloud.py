@@ -1,0 +1,235 @@
+"""Organized, coloured, labelled sensor_msgs/PointCloud2 from a depth image; PLY export.
+
+Point layout (32 bytes per point, little-endian on little-endian hosts), the same as
+depth_image_proc's ``point_cloud_xyzrgb`` (which builds its cloud with
+``PointCloud2Modifier::setPointCloud2FieldsByString(2, "xyz", "rgb")``: x, y, z, pad, rgb,
+pad x 3) and PCL's ``PointXYZRGBL`` (label UINT32 right after rgb), so rviz, depth_image_proc
+consumers and ``pcl::fromROSMsg<PointXYZRGBL>`` read it unchanged:
+
+====== ======= ========= ==========================================================
+name   offset  datatype  meaning
+====== ======= ========= ==========================================================
+x      0       FLOAT32   metres, optical frame (x right)
+y      4       FLOAT32   metres (y down)
+z      8       FLOAT32   metres (z forward); NaN for invalid depth / beyond max_range
+rgb    16      FLOAT32   0x00RRGGBB packed into the float's 32 bits (rviz "RGB8")
+label  20      UINT32    semantic class id (UINT32 as PCL's PointXYZRGBL)
+====== ======= ========= ==========================================================
+
+``rgb`` / ``label`` are omitted when not given (then point_step is 16, like
+depth_image_proc's ``point_cloud_xyz``).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+
+import numpy as np
+
+from synergy_ros.geometry import PinholeIntrinsics, backproject
+from synergy_ros.ros.conversions import byte_array
+
+POINT_STEP = 32
+POINT_STEP_XYZ = 16
+_OFFSETS = {"x": 0, "y": 4, "z": 8, "rgb": 16, "label": 20}
+
+# PointField datatype constants (sensor_msgs/PointField) -> numpy dtype
+_POINTFIELD_DTYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32,
+                      6: np.uint32, 7: np.float32, 8: np.float64}
+_FLOAT32, _UINT32 = 7, 6
+
+
+def decimated_intrinsics(intrinsics: PinholeIntrinsics, decimation: int) -> PinholeIntrinsics:
+    """Intrinsics of the grid ``image[::d, ::d]`` (pixel u' is original pixel d*u').
+
+    x = (d u' - cx) z / fx = (u' - cx/d) z / (fx/d), so focal lengths and principal point are
+    divided by d (exactly; no pixel-centre shift, unlike resampling with PinholeIntrinsics.scaled).
+    """
+    d = int(decimation)
+    return PinholeIntrinsics(intrinsics.fx / d, intrinsics.fy / d, intrinsics.cx / d,
+                             intrinsics.cy / d, -(-intrinsics.width // d),
+                             -(-intrinsics.height // d))
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...,) uint32 0x00RRGGBB (store its bits in a FLOAT32 field)."""
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    return ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
+            | rgb[..., 2].astype(np.uint32))
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: float32 or uint32 (...,) -> (..., 3) uint8 RGB."""
+    packed = np.asarray(packed)
+    bits = packed.view(np.uint32) if packed.dtype == np.float32 else packed.astype(np.uint32)
+    return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=-1).astype(
+        np.uint8)
+
+
+def _fields(with_rgb: bool, with_label: bool) -> list:
+    from sensor_msgs.msg import PointField
+
+    fields = [PointField(name=n, offset=_OFFSETS[n], datatype=_FLOAT32, count=1)
+              for n in ("x", "y", "z")]
+    if with_rgb:
+        fields.append(PointField(name="rgb", offset=16, datatype=_FLOAT32, count=1))
+    if with_label:
+        fields.append(PointField(name="label", offset=20, datatype=_UINT32, count=1))
+    return fields
+
+
+def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndarray | None,
+                      intrinsics: PinholeIntrinsics, header=None, decimation: int = 1,
+                      max_range: float = math.inf):
+    """Build an organized PointCloud2 from a depth image (optionally coloured and labelled).
+
+    Args:
+        depth: (H, W) depth in metres along the optical axis; NaN / inf / <= 0 are invalid.
+        rgb: (H, W, 3) uint8 colours registered to ``depth``, or None (no rgb field).
+        labels: (H, W) integer class ids, or None (no label field).
+        intrinsics: pinhole intrinsics of the H x W depth image
+            (``PinholeIntrinsics.scaled`` them when the depth was resized).
+        header: std_msgs/Header copied into the cloud (stamp, optical frame_id).
+        decimation: keep every d-th row and column (d >= 1); the cloud is ceil(H/d) x ceil(W/d).
+        max_range: depth (z, metres) beyond which points are set to NaN.
+
+    Returns:
+        sensor_msgs.msg.PointCloud2, ``height`` x ``width`` organized, ``is_dense`` False,
+        x, y, z NaN for invalid points (rgb and label still filled), layout in the module doc.
+    """
+    from sensor_msgs.msg import PointCloud2
+
+    depth = np.asarray(depth)
+    if depth.ndim != 2 or depth.size == 0:
+        raise ValueError(f"depth must be a non-empty (H, W) array, got shape {depth.shape}")
+    if int(decimation) != decimation or decimation < 1:
+        raise ValueError(f"decimation must be an integer >= 1, got {decimation}")
+    if not max_range > 0:
+        raise ValueError(f"max_range must be > 0 m, got {max_range}")
+    height, width = depth.shape
+    expected = {"rgb": (rgb, (height, width, 3)), "labels": (labels, (height, width))}
+    for name, (given, shape) in expected.items():
+        if given is not None and np.shape(given) != shape:
+            raise ValueError(f"{name} has shape {np.shape(given)}, expected {shape} "
+                             "(registered to the depth image)")
+    d = int(decimation)
+    if d > 1:
+        depth = depth[::d, ::d]
+        rgb = None if rgb is None else rgb[::d, ::d]
+        labels = None if labels is None else labels[::d, ::d]
+        intrinsics = decimated_intrinsics(intrinsics, d)
+    depth = depth.astype(np.float32, copy=False)
+    if math.isfinite(max_range):
+        depth = np.where(depth <= np.float32(max_range), depth, np.float32(np.nan))
+    points = backproject(depth, intrinsics)  # (h, w, 3) float32, NaN where invalid
+    h, w = points.shape[:2]
+    with_rgb, with_label = rgb is not None, labels is not None
+    point_step = POINT_STEP if (with_rgb or with_label) else POINT_STEP_XYZ
+    buffer = np.zeros((h, w, point_step // 4), dtype=np.float32)
+    buffer[..., 0:3] = points
+    words = buffer.view(np.uint32)
+    if with_rgb:
+        words[..., 4] = pack_rgb(rgb)
+    if with_label:
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "ui":
+            raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+        words[..., 5] = labels
+    msg = PointCloud2(height=h, width=w, fields=_fields(with_rgb, with_label),
+                      is_bigendian=sys.byteorder == "big", point_step=point_step,
+                      row_step=point_step * w, is_dense=False, data=byte_array(buffer))
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def pointcloud2_to_array(msg) -> np.ndarray:
+    """Read a PointCloud2 as a structured numpy array of shape (height, width).
+
+    Field names become dtype names (``cloud["x"]`` is (H, W) float32, ``cloud["rgb"]`` float32
+    whose bits are 0x00RRGGBB: see :func:`unpack_rgb`). A zero-copy view for native-endian data.
+
+    Raises:
+        ValueError: unknown field datatypes, fields outside point_step, row_step or data too
+            short for the declared size.
+    """
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    if height < 0 or width < 0 or point_step <= 0:
+        raise ValueError(f"cloud {width}x{height} with point_step {point_step} is malformed")
+    order = ">" if msg.is_bigendian else "<"
+    names, formats, offsets = [], [], []
+    for field in msg.fields:
+        if field.datatype not in _POINTFIELD_DTYPES:
+            raise ValueError(f"field {field.name!r} has unknown datatype {field.datatype}")
+        dtype = np.dtype(_POINTFIELD_DTYPES[field.datatype]).newbyteorder(order)
+        count = max(int(field.count), 1)
+        if field.offset + dtype.itemsize * count > point_step:
+            raise ValueError(f"field {field.name!r} at offset {field.offset} does not fit in "
+                             f"point_step {point_step}")
+        names.append(field.name)
+        formats.append(dtype if count == 1 else (dtype, (count,)))
+        offsets.append(int(field.offset))
+    if row_step < width * point_step:
+        raise ValueError(f"row_step {row_step} < width {width} x point_step {point_step}")
+    raw = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
+    if raw.size < row_step * height:
+        raise ValueError(f"cloud data has {raw.size} B, fewer than row_step x height = "
+                         f"{row_step * height} B")
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                      "itemsize": point_step})
+    return np.ndarray((height, width), dtype=dtype, buffer=raw, strides=(row_step, point_step))
+
+
+def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray | None = None,
+              labels: np.ndarray | None = None, binary: bool = True) -> int:
+    """Write points (and colours, labels) as a PLY file atomically; NaN/inf points are skipped.
+
+    Args:
+        path: output ``.ply``.
+        points: (N, 3) or (H, W, 3) float coordinates in metres.
+        colors: matching (N, 3) / (H, W, 3) uint8 RGB, or None.
+        labels: matching (N,) / (H, W) integer class ids (written as ``uint label``), or None.
+        binary: ``binary_little_endian`` (default) or ``ascii``.
+
+    Returns:
+        the number of vertices written.
+    """
+    from synergy_ros.atomic import atomic_write_bytes
+
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    keep = np.isfinite(points).all(axis=1)
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    columns = {"x": points[keep, 0], "y": points[keep, 1], "z": points[keep, 2]}
+    if colors is not None:
+        colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+        if len(colors) != len(points):
+            raise ValueError(f"{len(colors)} colours for {len(points)} points")
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+        columns.update(red=colors[keep, 0], green=colors[keep, 1], blue=colors[keep, 2])
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if len(labels) != len(points):
+            raise ValueError(f"{len(labels)} labels for {len(points)} points")
+        fields.append(("label", "<u4"))
+        columns["label"] = labels[keep].astype(np.uint32)
+    vertices = np.empty(int(keep.sum()), dtype=fields)
+    for name, _ in fields:
+        vertices[name] = columns[name]
+    ply_types = {"<f4": "float", "u1": "uchar", "<u4": "uint"}
+    header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
+              "comment synergy_ros point cloud (metres, camera optical frame)",
+              f"element vertex {len(vertices)}"]
+    header += [f"property {ply_types[t]} {n}" for n, t in fields]
+    header.append("end_header")
+    text = ("\n".join(header) + "\n").encode("ascii")
+    if binary:
+        body = vertices.tobytes()
+    else:
+        stream = io.StringIO()
+        np.savetxt(stream, vertices, fmt=["%.7g" if t == "<f4" else "%d" for _, t in fields])
+        body = stream.getvalue().encode("ascii")
+    atomic_write_bytes(path, text + body)
+    return len(vertices)
