@@ -1,0 +1,120 @@
+"""Synthetic scenes: exact analytic depth and labels, determinism, sequences."""
+import math
+
+import numpy as np
+import pytest
+
+from synergy_ros.data.synthetic import (CEILING, FLOOR, SKY, WALL, build_scene, camera_pose,
+                                        default_intrinsics, render_scene, render_sequence,
+                                        render_view)
+from synergy_ros.geometry import backproject
+from synergy_ros.labels import get_label_set
+
+
+def _world_points(frame):
+    pts = backproject(frame.depth, frame.intrinsics).reshape(-1, 3).astype(np.float64)
+    return pts @ frame.pose[:3, :3].T + frame.pose[:3, 3]
+
+
+def test_same_seed_same_frame_other_seed_other_frame():
+    a, b = render_scene(7, 48, 64), render_scene(7, 48, 64)
+    c = render_scene(8, 48, 64)
+    assert a.rgb.shape == (48, 64, 3) and a.rgb.dtype == np.uint8
+    assert a.depth.shape == (48, 64) and a.depth.dtype == np.float32
+    assert a.labels.shape == (48, 64) and a.labels.dtype == np.uint8
+    assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth)
+    assert np.array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.depth, c.depth)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_indoor_depth_in_range_and_labels_valid(seed):
+    frame = render_scene(seed, 60, 80)
+    assert (frame.depth > 0.3).all() and (frame.depth <= 10.0).all()
+    assert frame.labels.max() < get_label_set("synthetic").num_classes
+    assert (frame.labels != SKY).all()
+
+
+def test_floor_pixels_lie_on_the_floor_plane_and_walls_on_walls():
+    """Back-projecting the rendered depth puts floor pixels at y = camera height (exact)."""
+    floors_seen = 0
+    for seed in range(6):
+        scene = build_scene(seed)
+        frame = render_scene(seed, 60, 80)
+        world = _world_points(frame)
+        labels = frame.labels.reshape(-1)
+        floor = world[labels == FLOOR]
+        floors_seen += bool(floor.size)
+        np.testing.assert_allclose(floor[:, 1], scene.camera_height, atol=2e-3 * 10)
+        room = scene.primitives[0]
+        walls = world[labels == WALL]
+        on_wall = np.minimum(np.abs(walls[:, [0, 2]] - room.lo[[0, 2]]),
+                             np.abs(walls[:, [0, 2]] - room.hi[[0, 2]])).min(axis=1)
+        assert np.percentile(on_wall, 99) < 0.02
+        ceiling = world[labels == CEILING]
+        if ceiling.size:
+            np.testing.assert_allclose(ceiling[:, 1], room.lo[1], atol=0.02)
+    assert floors_seen >= 4
+
+
+def test_floor_depth_matches_closed_form_for_a_level_camera():
+    scene = build_scene(3)
+    intr = default_intrinsics(80, 60)
+    frame = render_view(scene, camera_pose(scene.start, 0.0, 0.0), intr)
+    v = np.arange(60)
+    for row in range(40, 60):
+        cols = np.nonzero(frame.labels[row] == FLOOR)[0]
+        if cols.size:
+            expected = scene.camera_height * intr.fy / (v[row] - intr.cy)
+            np.testing.assert_allclose(frame.depth[row, cols], expected, rtol=1e-4)
+
+
+def test_depth_is_learnable_far_surfaces_are_darker():
+    """Within one material (floor, walls) brightness falls with distance: a depth cue."""
+    correlations = []
+    for seed in range(6):
+        frame = render_scene(seed, 60, 80, noise_std=0)
+        grey = frame.rgb.mean(axis=2)
+        for cls in (FLOOR, WALL):
+            mask = frame.labels == cls
+            if mask.sum() > 50:
+                correlations.append(np.corrcoef(grey[mask], frame.depth[mask])[0, 1])
+    assert np.mean(correlations) < -0.25
+
+
+def test_street_has_sky_with_invalid_depth():
+    frame = render_scene(5, 60, 80, kind="street")
+    found = [render_scene(s, 60, 80, kind="street") for s in range(5, 12)]
+    sky = [f for f in [frame] + found if (f.labels == SKY).any()]
+    assert sky, "some street views must show sky"
+    for f in sky:
+        assert (f.depth[f.labels == SKY] == 0).all()
+        assert f.depth.max() > 10.0
+
+
+def test_sequence_is_one_scene_with_a_moving_camera():
+    frames = list(render_sequence(4, 5, 48, 64, fps=5.0))
+    assert len(frames) == 5
+    positions = np.array([f.pose[:3, 3] for f in frames])
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    assert (steps > 1e-3).all() and (steps < 0.5).all()
+    again = list(render_sequence(4, 5, 48, 64, fps=5.0))
+    assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(frames, again))
+    # every frame's floor lies on the same plane: one scene
+    height = build_scene(4).camera_height
+    for frame in frames:
+        world = _world_points(frame)[frame.labels.reshape(-1) == FLOOR]
+        np.testing.assert_allclose(world[:, 1], height, atol=0.02)
+
+
+def test_any_size_and_explicit_intrinsics():
+    frame = render_scene(2, 7, 13)
+    assert frame.rgb.shape == (7, 13, 3)
+    intr = default_intrinsics(32, 24, hfov_deg=90.0)
+    frame = render_scene(2, 24, 32, intrinsics=intr)
+    assert frame.intrinsics == intr
+    assert math.isclose(intr.fx, 16.0 / math.tan(math.radians(45.0)))
+    with pytest.raises(ValueError):
+        render_scene(2, 0, 10)
+    with pytest.raises(ValueError):
+        render_scene(2, 10, 10, kind="forest")
