@@ -1,0 +1,175 @@
+"""``load_predictor``: pick a backend for a model file and build its Predictor.
+
+Model files by suffix:
+
+* ``.pt`` model file / checkpoint: torch runs it directly; onnxruntime and TensorRT first
+  export it to ONNX in the cache dir (keyed by the file's SHA-256 and the export options).
+* ``.onnx`` written by ``synergy export`` (metadata in ``metadata_props``): onnxruntime, or
+  TensorRT (engine built once into the cache dir).
+* ``.engine`` with its sidecar ``.engine.json``: TensorRT only.
+
+``backend="auto"`` picks TensorRT when ``tensorrt`` imports and a CUDA GPU is visible, else
+onnxruntime (CUDA execution provider when available, else CPU), else torch; the choice and
+why is logged (logger ``synergy_ros.runtime``).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+from synergy_ros.errors import SynergyError
+from synergy_ros.runtime.base import BACKENDS, PRECISIONS, Predictor
+
+LOG = logging.getLogger("synergy_ros.runtime")
+MODEL_SUFFIXES = (".pt", ".onnx", ".engine")
+CACHE_ENV = "SYNERGY_CACHE_DIR"
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken torch means no CUDA for us
+        return False
+
+
+def _ort_cuda() -> bool:
+    if not _installed("onnxruntime"):
+        return False
+    from synergy_ros.runtime.onnx_backend import cuda_provider_available
+
+    return cuda_provider_available()
+
+
+def choose_backend(model_path: str | os.PathLike, backend: str = "auto",
+                   device: str = "auto") -> tuple[str, str, str]:
+    """Resolve ``backend``/``device`` for ``model_path``; returns (backend, device, reason)."""
+    suffix = Path(model_path).suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise SynergyError(f"{model_path}: unknown model file type {suffix!r}; pass a .pt model "
+                           "file, an .onnx from `synergy export` or a TensorRT .engine")
+    if backend not in ("auto", *BACKENDS):
+        raise SynergyError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+        raise SynergyError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    want_gpu = device != "cpu"
+    if backend == "auto":
+        trt_ok, cuda_ok = _installed("tensorrt"), _cuda_available()
+        if suffix == ".engine":
+            backend, why = "tensorrt", "an .engine file runs only on TensorRT"
+        elif suffix == ".pt" and not (_installed("onnxruntime") or (trt_ok and cuda_ok)):
+            backend, why = "torch", "neither onnxruntime nor TensorRT+CUDA is available"
+        elif want_gpu and trt_ok and cuda_ok:
+            backend, why = "tensorrt", "tensorrt is installed and a CUDA GPU is visible"
+        elif _installed("onnxruntime"):
+            backend = "onnxruntime"
+            why = ("device cpu requested" if not want_gpu else
+                   "tensorrt is not installed" if not trt_ok else "no CUDA GPU visible")
+        else:
+            backend, why = "torch", "onnxruntime is not installed"
+    else:
+        why = "requested"
+    if backend == "torch" and suffix != ".pt":
+        raise SynergyError(f"{model_path}: the torch backend needs the .pt model file; pass "
+                           "--backend onnxruntime for .onnx (tensorrt for .engine)")
+    if backend == "onnxruntime" and suffix == ".engine":
+        raise SynergyError(f"{model_path}: a TensorRT engine runs only with --backend "
+                           "tensorrt; pass the .onnx or .pt to use onnxruntime")
+    if device == "auto":
+        gpu = {"tensorrt": True, "torch": _cuda_available(),
+               "onnxruntime": _ort_cuda()}[backend]
+        device = "cuda" if gpu else "cpu"
+        if backend == "onnxruntime":
+            why += "; CUDA execution provider" + (" available" if gpu else " not available")
+    if backend == "tensorrt" and device == "cpu":
+        raise SynergyError("TensorRT runs only on a CUDA GPU; pass --backend onnxruntime or "
+                           "torch for --device cpu")
+    return backend, device, why
+
+
+def default_cache_dir(model_path: str | os.PathLike) -> Path:
+    """``$SYNERGY_CACHE_DIR``, else ``<model dir>/.synergy_cache`` when writable, else
+    ``~/.cache/synergy_ros`` (exports of .pt files and TensorRT engines live there)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    beside = Path(model_path).resolve().parent / ".synergy_cache"
+    if os.access(beside if beside.exists() else beside.parent, os.W_OK):
+        return beside
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "synergy_ros"
+
+
+def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device: str = "auto",
+                   precision: str = "fp32", engine_cache_dir: str | os.PathLike | None = None,
+                   *, input_size: Sequence[int] | None = None, output_resolution: str = "input",
+                   with_attention: bool = False, num_threads: int | None = None) -> Predictor:
+    """Build a :class:`Predictor` for ``model_path`` (``.pt``, ``.onnx`` or ``.engine``).
+
+    Args:
+        backend: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32``, ``fp16`` (torch on CUDA, fp16 ONNX export, TensorRT FP16) or
+            ``int8`` (TensorRT with a calibration cache, see ``synergy export``).
+        engine_cache_dir: where ONNX exports and engines are cached (see
+            :func:`default_cache_dir`).
+        input_size: (h, w) pixels to run at; default the model's ``meta.input_size`` (an
+            ``.onnx``/``.engine`` runs at its exported size).
+        output_resolution: ``input`` (resize outputs to the image) or ``model``.
+        with_attention: also return the attention map.
+        num_threads: CPU threads for torch / onnxruntime.
+    """
+    path = Path(model_path)
+    if not path.is_file():
+        raise SynergyError(f"model file {path} does not exist; pass a .pt from `synergy train`, "
+                           "an .onnx from `synergy export` or a TensorRT .engine")
+    if precision not in PRECISIONS:
+        raise SynergyError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    backend, device, why = choose_backend(path, backend, device)
+    LOG.info("inference backend %s on %s for %s (%s)", backend, device, path.name, why)
+    if precision == "int8" and backend != "tensorrt":
+        raise SynergyError("int8 needs --backend tensorrt (and a CUDA GPU); use fp32 or fp16")
+    cache_dir = Path(engine_cache_dir) if engine_cache_dir else default_cache_dir(path)
+    common = {"output_resolution": output_resolution, "with_attention": with_attention}
+    if backend == "torch":
+        from synergy_ros.runtime.torch_backend import TorchPredictor
+
+        return TorchPredictor(path, device=device, precision=precision, input_size=input_size,
+                              num_threads=num_threads, **common)
+    if backend == "onnxruntime":
+        from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor
+
+        onnx_path = path
+        if path.suffix.lower() == ".pt":
+            onnx_path = _export_for(path, cache_dir, input_size, with_attention,
+                                    fp16=precision == "fp16")
+        elif precision == "fp16":
+            LOG.info("precision fp16 with an .onnx file: the file's own precision is used")
+        return OnnxRuntimePredictor(onnx_path, device=device, input_size=input_size,
+                                    num_threads=num_threads, **common)
+    from synergy_ros.runtime.tensorrt_backend import load_tensorrt_predictor
+
+    onnx_or_engine = path
+    if path.suffix.lower() == ".pt":
+        onnx_or_engine = _export_for(path, cache_dir, input_size, with_attention, fp16=False)
+    return load_tensorrt_predictor(onnx_or_engine, cache_dir=cache_dir, device=device,
+                                   precision=precision, input_size=input_size, **common)
+
+
+def _export_for(model_path: Path, cache_dir: Path, input_size: Sequence[int] | None,
+                with_attention: bool, fp16: bool) -> Path:
+    """Cached ONNX export of a .pt model file at ``input_size`` (default its meta's)."""
+    from synergy_ros.export import ExportOptions, cached_onnx
+    from synergy_ros.modelfile import load_model_file
+
+    if input_size is None:
+        input_size = load_model_file(model_path)["meta"].input_size
+    options = ExportOptions(height=int(input_size[0]), width=int(input_size[1]),
+                            with_attention=with_attention, fp16=fp16)
+    return cached_onnx(model_path, cache_dir, options)

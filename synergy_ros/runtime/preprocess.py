@@ -1,0 +1,120 @@
+"""The one place where images become network inputs and network outputs become predictions.
+
+Every backend (torch, onnxruntime, TensorRT) goes through :class:`Preprocessor` and
+:class:`Postprocessor`, so all of them see identical inputs and return identical layouts.
+
+Preprocessing: RGB uint8 (H, W, 3) -> resize to the model's (h, w) with bilinear
+interpolation (``cv2.INTER_LINEAR``; skipped when the size already matches) -> scale to [0, 1]
+and normalise with the model's mean/std -> (B, 3, h, w) float32, C-contiguous. Images are
+stretched to (h, w), not letter-boxed: the networks are trained on resized full frames.
+
+Postprocessing at ``output_resolution="input"``: depth and attention are resized back to each
+image's (H, W) bilinearly, labels with exact nearest-neighbour (``cv2.INTER_NEAREST_EXACT``,
+pixel-centre aligned); at ``"model"`` they stay (h, w). Labels are uint8 for <= 255 classes,
+else uint16.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from synergy_ros.errors import SynergyError
+
+
+def check_rgb_image(image: np.ndarray, index: int = 0) -> np.ndarray:
+    """Return ``image`` if it is an (H, W, 3) uint8 array, else raise SynergyError."""
+    if not isinstance(image, np.ndarray):
+        raise SynergyError(f"image {index}: expected a numpy array (H, W, 3) uint8 RGB, got "
+                           f"{type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise SynergyError(f"image {index}: expected (H, W, 3) uint8 RGB, got shape "
+                           f"{image.shape} dtype {image.dtype}; convert mono/BGRA/16-bit images "
+                           "to rgb8 first")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise SynergyError(f"image {index}: empty image {image.shape}")
+    return image
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """uint8 for up to 255 classes (ids 0..254, 255 stays free for 'ignore'), else uint16."""
+    return np.dtype(np.uint8) if num_classes <= 255 else np.dtype(np.uint16)
+
+
+class Preprocessor:
+    """Resize + normalise RGB uint8 images into a (B, 3, h, w) float32 batch.
+
+    Args:
+        input_size: (h, w) pixels the model runs at.
+        mean, std: per-channel RGB normalisation of images scaled to [0, 1].
+    """
+
+    def __init__(self, input_size: Sequence[int], mean: Sequence[float],
+                 std: Sequence[float]) -> None:
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        std_arr = np.asarray(std, dtype=np.float64)
+        # (x / 255 - mean) / std == x * scale + offset, folded once.
+        self.scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
+        self.offset = (-np.asarray(mean, dtype=np.float64) / std_arr).astype(np.float32)
+
+    def __call__(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple]]:
+        """Return (batch (B, 3, h, w) float32, [(H, W) of each input image])."""
+        height, width = self.input_size
+        batch = np.empty((len(images), 3, height, width), dtype=np.float32)
+        sizes = []
+        for i, image in enumerate(images):
+            check_rgb_image(image, i)
+            sizes.append(image.shape[:2])
+            if image.shape[:2] != (height, width):
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+            for channel in range(3):
+                np.multiply(image[:, :, channel], self.scale[channel], out=batch[i, channel],
+                            dtype=np.float32)
+                batch[i, channel] += self.offset[channel]
+        return batch, sizes
+
+
+class Postprocessor:
+    """Turn a backend's :class:`~synergy_ros.runtime.base.RawOutput` into Predictions.
+
+    Args:
+        num_classes: number of semantic classes (picks the label dtype).
+        output_resolution: ``"input"`` (resize back to each image's size) or ``"model"``.
+    """
+
+    def __init__(self, num_classes: int, output_resolution: str = "input") -> None:
+        self.label_dtype = label_dtype(num_classes)
+        self.output_resolution = output_resolution
+
+    def __call__(self, raw, sizes: Sequence[tuple]) -> list:
+        """Split the batch into Predictions, resized per ``output_resolution``."""
+        from synergy_ros.runtime.base import Prediction
+
+        depth = np.asarray(raw.depth, dtype=np.float32)
+        labels = np.asarray(raw.labels)
+        if depth.ndim != 4 or depth.shape[1] != 1 or labels.ndim != 3:
+            raise SynergyError(f"backend returned depth {depth.shape} / labels {labels.shape}; "
+                               "expected (B, 1, h, w) / (B, h, w): re-export the model")
+        model_hw = depth.shape[2:]
+        results = []
+        for i, size in enumerate(sizes):
+            out_hw = tuple(size) if self.output_resolution == "input" else tuple(model_hw)
+            item_depth = _resize(depth[i, 0], out_hw, cv2.INTER_LINEAR)
+            item_labels = _resize(labels[i].astype(self.label_dtype, copy=False), out_hw,
+                                  cv2.INTER_NEAREST_EXACT)
+            attention = None
+            if raw.attention is not None:
+                attention = _resize(np.asarray(raw.attention[i, 0], dtype=np.float32), out_hw,
+                                    cv2.INTER_LINEAR)
+            results.append(Prediction(depth=np.ascontiguousarray(item_depth),
+                                      labels=np.ascontiguousarray(item_labels),
+                                      attention=attention))
+        return results
+
+
+def _resize(array: np.ndarray, out_hw: tuple, interpolation: int) -> np.ndarray:
+    """Resize a 2-D array to (H, W) (a copy, never a view of a backend's reusable buffer)."""
+    if array.shape == out_hw:
+        return array.copy()
+    return cv2.resize(array, (out_hw[1], out_hw[0]), interpolation=interpolation)
