@@ -1,0 +1,249 @@
+"""Depth and semantic evaluation metrics (the NYUv2 protocol of the paper's Tables 4-8).
+
+Depth, per image (``depth_metrics``): valid pixels have GT in (min_depth, max_depth) and are
+finite; predictions are clipped to [min_depth, max_depth]; then
+
+    abs_rel = mean(|p - g| / g)          sq_rel = mean((p - g)^2 / g)
+    rmse = sqrt(mean((p - g)^2))         rmse_log = sqrt(mean((ln p - ln g)^2))
+    log10 = mean(|log10 p - log10 g|)    delta_k = mean(max(g/p, p/g) < 1.25^k)
+
+Dataset figures are these per-image values averaged over images (``DepthRangeEvaluator``).
+The Eigen crop (rows 45:471, cols 41:601 of 480x640) is scaled to other image sizes.
+Semantic (``SemanticConfusion``): a streaming confusion matrix (bounded memory) giving pixel
+accuracy, mean class accuracy and mIoU over the classes present in the ground truth.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from synergy_ros.errors import SynergyError
+
+DEPTH_METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10",
+                     "delta1", "delta2", "delta3")
+# Eigen et al.'s crop on 480x640 NYUv2 images: rows 45:471, cols 41:601.
+EIGEN_CROP_480x640 = (45, 471, 41, 601)
+Crop = Union[None, str, Sequence[int]]
+
+
+def _to_numpy(array, name: str) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise SynergyError(f"{name} must be one (H, W) image, got shape {array.shape}")
+    return array.astype(np.float64, copy=False)
+
+
+def crop_box(crop: Crop, height: int, width: int) -> Optional[tuple[int, int, int, int]]:
+    """Resolve a crop option to (top, bottom, left, right) pixel bounds for an HxW image.
+
+    ``None``: no crop. ``"eigen"``: Eigen's NYUv2 crop, scaled from 480x640 to HxW.
+    A 4-sequence: explicit (top, bottom, left, right), checked against the image size.
+    """
+    if crop is None:
+        return None
+    if isinstance(crop, str):
+        if crop != "eigen":
+            raise SynergyError(f"unknown crop {crop!r}; use 'eigen', None or "
+                               f"(top, bottom, left, right)")
+        top, bottom, left, right = EIGEN_CROP_480x640
+        return (round(top * height / 480), round(bottom * height / 480),
+                round(left * width / 640), round(right * width / 640))
+    box = tuple(int(v) for v in crop)
+    if len(box) != 4 or not (0 <= box[0] < box[1] <= height and 0 <= box[2] < box[3] <= width):
+        raise SynergyError(f"crop {crop!r} is not (top, bottom, left, right) inside a "
+                           f"{height}x{width} image")
+    return box
+
+
+def _crop_mask(shape: tuple[int, int], crop: Crop) -> np.ndarray:
+    mask = np.ones(shape, dtype=bool)
+    box = crop_box(crop, *shape)
+    if box is not None:
+        mask[:] = False
+        mask[box[0]:box[1], box[2]:box[3]] = True
+    return mask
+
+
+def _metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """Metrics of matched 1-D arrays of (clipped) predictions and GT, both > 0."""
+    diff = pred - gt
+    ratio = np.maximum(gt / pred, pred / gt)
+    return {
+        "abs_rel": float(np.mean(np.abs(diff) / gt)),
+        "sq_rel": float(np.mean(diff ** 2 / gt)),
+        "rmse": float(np.sqrt(np.mean(diff ** 2))),
+        "rmse_log": float(np.sqrt(np.mean((np.log(pred) - np.log(gt)) ** 2))),
+        "log10": float(np.mean(np.abs(np.log10(pred) - np.log10(gt)))),
+        "delta1": float(np.mean(ratio < 1.25)),
+        "delta2": float(np.mean(ratio < 1.25 ** 2)),
+        "delta3": float(np.mean(ratio < 1.25 ** 3)),
+    }
+
+
+def _prepare(pred, gt, min_depth: float, max_depth: float, crop: Crop
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not 0 < min_depth < max_depth:
+        raise SynergyError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+    pred = _to_numpy(pred, "pred")
+    gt = _to_numpy(gt, "gt")
+    if pred.shape != gt.shape:
+        raise SynergyError(f"prediction {pred.shape} and ground truth {gt.shape} differ in "
+                           f"size; resize the prediction to the ground truth first")
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+    valid &= _crop_mask(gt.shape, crop)
+    clipped = np.clip(np.nan_to_num(pred, nan=min_depth), min_depth, max_depth)
+    return clipped, gt, valid
+
+
+def depth_metrics(pred, gt, min_depth: float = 1e-3, max_depth: float = 10.0,
+                  crop: Crop = None) -> dict[str, float]:
+    """Depth metrics of one (H, W) prediction against GT, both metres (numpy or torch).
+
+    Returns the keys of ``DEPTH_METRIC_KEYS``; all NaN when no pixel is valid.
+    """
+    clipped, gt, valid = _prepare(pred, gt, min_depth, max_depth, crop)
+    if not valid.any():
+        return {key: float("nan") for key in DEPTH_METRIC_KEYS}
+    return _metrics(clipped[valid], gt[valid])
+
+
+def _range_label(limit: Optional[float]) -> str:
+    return "all" if limit is None else f"<={limit:g}m"
+
+
+class DepthRangeEvaluator:
+    """Per-image depth metrics averaged over images, for GT <= each range and for all.
+
+    ``ranges`` are upper GT limits in metres (paper indoor: 4, 6, 8; outdoors e.g. 20, 40, 80);
+    ``"all"`` (GT in (min_depth, max_depth)) is always added. An image with no valid pixel in
+    a range is skipped for that range and counted in ``skipped``.
+    """
+
+    def __init__(self, ranges: Iterable[float] = (4.0, 6.0, 8.0), min_depth: float = 1e-3,
+                 max_depth: float = 10.0, crop: Crop = None) -> None:
+        limits = sorted(float(r) for r in ranges)
+        if any(r <= min_depth for r in limits):
+            raise SynergyError(f"depth ranges {limits} must be > min_depth {min_depth}")
+        self.limits: list[Optional[float]] = [*limits, None]
+        self.min_depth = min_depth
+        self.max_depth = max_depth
+        self.crop = crop
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all accumulated images."""
+        self._sums = {lim: dict.fromkeys(DEPTH_METRIC_KEYS, 0.0) for lim in self.limits}
+        self._images = dict.fromkeys(self.limits, 0)
+        self._skipped = dict.fromkeys(self.limits, 0)
+
+    def update(self, pred, gt) -> dict[str, dict[str, float]]:
+        """Add one image ((H, W) metres); returns its metrics per range label."""
+        clipped, gt, valid = _prepare(pred, gt, self.min_depth, self.max_depth, self.crop)
+        result = {}
+        for limit in self.limits:
+            mask = valid if limit is None else valid & (gt <= limit)
+            if not mask.any():
+                self._skipped[limit] += 1
+                continue
+            values = _metrics(clipped[mask], gt[mask])
+            for key, value in values.items():
+                self._sums[limit][key] += value
+            self._images[limit] += 1
+            result[_range_label(limit)] = values
+        return result
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """{range label: {metric: mean over images, "images": n, "skipped": k}}."""
+        table = {}
+        for limit in self.limits:
+            count = self._images[limit]
+            row = {key: (self._sums[limit][key] / count if count else float("nan"))
+                   for key in DEPTH_METRIC_KEYS}
+            row["images"] = count
+            row["skipped"] = self._skipped[limit]
+            table[_range_label(limit)] = row
+        return table
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable result with the evaluation settings (NaN becomes null)."""
+        rows = {label: {k: (None if isinstance(v, float) and np.isnan(v) else v)
+                        for k, v in row.items()} for label, row in self.compute().items()}
+        return {"min_depth": self.min_depth, "max_depth": self.max_depth,
+                "crop": self.crop if not isinstance(self.crop, tuple) else list(self.crop),
+                "ranges": rows}
+
+    def to_json(self) -> str:
+        """``to_dict`` as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self) -> str:
+        """A table laid out like the paper's Tables 4-7 (lower is better | higher is better)."""
+        header = ("| Depth range | rel | sq rel | log10 | rms | rms (log) | δ<1.25 | δ<1.25² "
+                  "| δ<1.25³ | images | skipped |")
+        lines = [header, "|" + "---|" * 11]
+        order = ("abs_rel", "sq_rel", "log10", "rmse", "rmse_log", "delta1", "delta2", "delta3")
+        for label, row in self.compute().items():
+            cells = ["n/a" if np.isnan(row[k]) else f"{row[k]:.3f}" for k in order]
+            lines.append(f"| {label} | " + " | ".join(cells)
+                         + f" | {row['images']} | {row['skipped']} |")
+        return "\n".join(lines) + "\n"
+
+
+class SemanticConfusion:
+    """Streaming confusion matrix (rows: GT class, columns: predicted class), int64 counts."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        if num_classes < 1:
+            raise SynergyError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the matrix."""
+        self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+
+    def update(self, pred, gt) -> None:
+        """Add a prediction / GT pair of class-id arrays of the same shape (any ndim)."""
+        pred = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)
+        gt = np.asarray(gt.detach().cpu() if hasattr(gt, "detach") else gt)
+        if pred.shape != gt.shape:
+            raise SynergyError(f"semantic prediction {pred.shape} and GT {gt.shape} differ")
+        gt = gt.astype(np.int64).ravel()
+        pred = pred.astype(np.int64).ravel()
+        keep = gt != self.ignore_index
+        gt, pred = gt[keep], pred[keep]
+        for name, ids in (("GT", gt), ("prediction", pred)):
+            if ids.size and (ids.min() < 0 or ids.max() >= self.num_classes):
+                raise SynergyError(f"{name} class ids span {ids.min()}..{ids.max()}, outside "
+                                   f"0..{self.num_classes - 1} (ignore id {self.ignore_index})")
+        counts = np.bincount(gt * self.num_classes + pred, minlength=self.num_classes ** 2)
+        self.matrix += counts.reshape(self.num_classes, self.num_classes)
+
+    def compute(self) -> dict:
+        """pixel_acc, mean_acc, miou (over GT-present classes), per-class lists, counts."""
+        matrix = self.matrix.astype(np.float64)
+        gt_count = matrix.sum(axis=1)
+        true_pos = np.diag(matrix)
+        union = gt_count + matrix.sum(axis=0) - true_pos
+        present = gt_count > 0
+        total = matrix.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            class_acc = np.where(present, true_pos / gt_count, np.nan)
+            iou = np.where(present, true_pos / union, np.nan)
+        return {
+            "pixel_acc": float(true_pos.sum() / total) if total else float("nan"),
+            "mean_acc": float(np.nanmean(class_acc)) if present.any() else float("nan"),
+            "miou": float(np.nanmean(iou)) if present.any() else float("nan"),
+            "class_acc": [None if np.isnan(v) else float(v) for v in class_acc],
+            "class_iou": [None if np.isnan(v) else float(v) for v in iou],
+            "classes_present": int(present.sum()),
+            "pixels": int(total),
+        }

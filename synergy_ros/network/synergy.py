@@ -1,0 +1,200 @@
+"""``SynergyNet``: shared ResNet encoder, depth + semantic decoders with sharing, up-skips.
+
+Data flow for a (B, 3, H, W) input (H, W padded up to multiples of 32, cropped back)::
+
+    encoder (ResNet, 1/32) -> conv2 (1x1 conv+BN+ReLU, C_enc -> W)
+      -> SynergyDecoder: 4 up-convs per branch, W/2 .. W/16 channels at 1/16 .. 1/2,
+         sharing units between them (variants.py)
+      -> UpSkip per branch (64 channels at 1/2 for ResNet-50)
+      -> depth_head 3x3 conv -> 1, semantic_head 3x3 conv -> num_classes (1/2)
+      -> bilinear upsample to the input size; depth = min + (max - min) * sigmoid(x) metres.
+
+Depth parametrisation: a sigmoid scaled to (min_depth, max_depth) keeps depth positive and
+bounded, so the runtime can store it as metres without post-hoc clamping and ``max_depth``
+(``ModelMeta.max_depth``) means what it says; the logit is upsampled before the sigmoid so
+upsampling cannot leave the range.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synergy_ros.errors import SynergyError
+from synergy_ros.network.attention import attention_map
+from synergy_ros.network.backbone import ResNetEncoder, check_encoder_state_dict, read_state_dict
+from synergy_ros.network.config import NetworkConfig
+from synergy_ros.network.decoder import UpSkip, conv_bn_relu
+from synergy_ros.network.variants import SynergyDecoder
+
+PAD_MULTIPLE = 32
+PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "semantic_head")
+
+
+class SynergyOutput(NamedTuple):
+    """Network outputs.
+
+    depth: (B, 1, H, W) metres in (min_depth, max_depth).
+    semantic_logits: (B, num_classes, H, W) unnormalised class scores.
+    attention: (B, 1, ceil(H/16), ceil(W/16)) sum of |activations| of the first depth up-conv,
+        or None unless ``return_attention`` was requested.
+    """
+
+    depth: torch.Tensor
+    semantic_logits: torch.Tensor
+    attention: Optional[torch.Tensor] = None
+
+
+class SynergyNet(nn.Module):
+    """The synergy network of Jiao et al. (ECCV 2018); build it with ``build_network``."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = ResNetEncoder(config.encoder)
+        width = config.decoder_width or self.encoder.out_channels // 2
+        self.conv2 = conv_bn_relu(self.encoder.out_channels, width, 1)
+        self.decoder = SynergyDecoder(config, width)
+        skip_channels = self.decoder.channels[-1]
+        skip_inputs = [width] + self.decoder.channels[:-1]
+        self.depth_skip = UpSkip(skip_inputs, skip_channels)
+        self.semantic_skip = UpSkip(skip_inputs, skip_channels)
+        self.depth_head = nn.Conv2d(skip_channels, 1, 3, padding=1)
+        self.semantic_head = nn.Conv2d(skip_channels, config.num_classes, 3, padding=1)
+        nn.init.zeros_(self.depth_head.bias)
+        if config.frozen_bn:
+            for module in self.encoder.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.weight.requires_grad_(False)
+                    module.bias.requires_grad_(False)
+            self.encoder.eval()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of semantic classes the head predicts."""
+        return self.semantic_head.out_channels
+
+    def train(self, mode: bool = True) -> "SynergyNet":
+        """Set train/eval mode; with ``frozen_bn`` the encoder's BatchNorm stays in eval."""
+        super().train(mode)
+        if self.config.frozen_bn:
+            for module in self.encoder.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
+
+    def forward(self, image: torch.Tensor, return_attention: bool = False) -> SynergyOutput:
+        """Predict depth and semantics.
+
+        Args:
+            image: (B, 3, H, W) float image normalised with the model's mean/std; any H, W
+                (padded by edge replication to multiples of 32 and cropped back).
+            return_attention: also return the depth attention map.
+        """
+        self._check_image(image)
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        pad_h = (-height) % PAD_MULTIPLE
+        pad_w = (-width) % PAD_MULTIPLE
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        features = self.conv2(self.encoder(image))
+        depth_outputs, semantic_outputs = self.decoder(features)
+        depth = self.depth_head(self.depth_skip([features] + depth_outputs[:-1],
+                                                depth_outputs[-1]))
+        logits = self.semantic_head(self.semantic_skip([features] + semantic_outputs[:-1],
+                                                       semantic_outputs[-1]))
+        padded_size = (height + pad_h, width + pad_w)
+        depth = F.interpolate(depth, size=padded_size, mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=padded_size, mode="bilinear", align_corners=False)
+        span = self.config.max_depth - self.config.min_depth
+        depth = self.config.min_depth + span * torch.sigmoid(depth[..., :height, :width])
+        logits = logits[..., :height, :width]
+        attention = None
+        if return_attention:
+            stride = PAD_MULTIPLE // 2
+            attention = attention_map(depth_outputs[0])
+            attention = attention[..., :-(-height // stride), :-(-width // stride)]
+        return SynergyOutput(depth, logits, attention)
+
+    def _check_image(self, image: torch.Tensor) -> None:
+        if not isinstance(image, torch.Tensor):
+            raise SynergyError(f"SynergyNet expects a torch.Tensor image, got "
+                               f"{type(image).__name__}")
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise SynergyError(f"SynergyNet expects a (B, 3, H, W) image, got shape "
+                               f"{tuple(image.shape)}; add a batch dimension with "
+                               f"unsqueeze(0) / convert grey or RGBA images to RGB")
+        if not image.dtype.is_floating_point:
+            raise SynergyError(f"SynergyNet expects a float image normalised with the model's "
+                               f"mean/std, got dtype {image.dtype}; convert with "
+                               f"(image.float() / 255 - mean) / std")
+        param_dtype = self.depth_head.weight.dtype
+        if image.dtype != param_dtype:
+            raise SynergyError(f"image dtype {image.dtype} does not match the model's "
+                               f"{param_dtype}; convert with image.to({param_dtype})")
+        if image.shape[-2] < 1 or image.shape[-1] < 1:
+            raise SynergyError(f"empty image of shape {tuple(image.shape)}")
+
+    def replace_semantic_head(self, num_classes: int) -> None:
+        """Swap the final semantic layer for ``num_classes`` (fresh weights), keeping the rest.
+
+        Used to fine-tune e.g. a 40-class NYU model on 21 Cityscapes classes.
+        """
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
+        old = self.semantic_head
+        self.semantic_head = nn.Conv2d(old.in_channels, num_classes, 3, padding=1).to(
+            device=old.weight.device, dtype=old.weight.dtype)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Disjoint parameter groups covering all parameters, for per-group learning rates.
+
+        ``encoder``: ResNet + conv2; ``depth`` / ``semantic``: each branch's own up-convs,
+        up-skip and (depth) head; ``sharing``: sharing units and shared up-convs;
+        ``semantic_head``: the final semantic layer.
+        """
+        groups: dict[str, list[nn.Parameter]] = {name: [] for name in PARAMETER_GROUPS}
+        for name, parameter in self.named_parameters():
+            groups[_group_of(name)].append(parameter)
+        return groups
+
+
+def _group_of(name: str) -> str:
+    if name.startswith(("encoder.", "conv2.")):
+        return "encoder"
+    if name.startswith("semantic_head."):
+        return "semantic_head"
+    if name.startswith("decoder.units.") or ".shared." in name:
+        return "sharing"
+    if name.startswith(("depth_skip.", "depth_head.")) or ".depth." in name:
+        return "depth"
+    if name.startswith("semantic_skip.") or ".semantic." in name:
+        return "semantic"
+    raise AssertionError(f"parameter {name} has no group")  # a new module must be assigned
+
+
+def build_network(config: NetworkConfig | dict | None = None) -> SynergyNet:
+    """Build a SynergyNet from a NetworkConfig or its dict (None: the paper's defaults)."""
+    if config is None:
+        config = NetworkConfig()
+    elif not isinstance(config, NetworkConfig):
+        config = NetworkConfig.from_dict(config)
+    return SynergyNet(config)
+
+
+def load_encoder_weights(model: SynergyNet | ResNetEncoder, path: str | Path) -> list[str]:
+    """Load a torchvision ResNet ImageNet state_dict file into the encoder (strict keys).
+
+    ``fc.*`` (the classifier the paper removes) is ignored; any other missing or unexpected
+    key, or a shape mismatch, raises SynergyError listing them. Returns the loaded keys.
+    """
+    encoder = model.encoder if isinstance(model, SynergyNet) else model
+    if not isinstance(encoder, ResNetEncoder):
+        raise SynergyError(f"load_encoder_weights needs a SynergyNet or ResNetEncoder, got "
+                           f"{type(model).__name__}")
+    state_dict = check_encoder_state_dict(encoder, read_state_dict(path))
+    encoder.load_state_dict(state_dict, strict=True)
+    return sorted(state_dict)
