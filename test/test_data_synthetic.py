@@ -118,3 +118,57 @@ def test_any_size_and_explicit_intrinsics():
         render_scene(2, 0, 10)
     with pytest.raises(ValueError):
         render_scene(2, 10, 10, kind="forest")
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_synthetic_bag_reads_back_as_the_rendered_frames(tmp_path, storage):
+    from synergy_ros import bagio
+    from synergy_ros.data.synthetic import BAG_TOPICS, DEFAULT_BAG_START_NS, write_synthetic_bag
+    from synergy_ros.ros.conversions import camera_info_to_intrinsics, image_to_array
+
+    path = tmp_path / "synthetic_bag"
+    summary = write_synthetic_bag(path, 3, 24, 32, seed=11, fps=5.0, storage=storage)
+    assert summary["frames"] == 3 and [p.name for p in tmp_path.iterdir()] == ["synthetic_bag"]
+    assert bagio.bag_topics(path) == {
+        "/camera/image_raw": "sensor_msgs/msg/Image",
+        "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
+        "/camera/depth_gt": "sensor_msgs/msg/Image",
+        "/camera/semantic_gt": "sensor_msgs/msg/Image"}
+    frames = list(render_sequence(11, 3, 24, 32, fps=5.0))
+    by_topic = {}
+    for item in bagio.iter_messages(path):
+        msg = item.message
+        assert msg.header.frame_id == "camera_optical_frame"
+        assert msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec == item.log_time_ns
+        by_topic.setdefault(item.topic, []).append((item.log_time_ns, msg))
+    for index, frame in enumerate(frames):
+        stamp = DEFAULT_BAG_START_NS + index * 200_000_000
+        image = by_topic[BAG_TOPICS["image"]][index]
+        depth = by_topic[BAG_TOPICS["depth"]][index]
+        labels = by_topic[BAG_TOPICS["labels"]][index]
+        info = by_topic[BAG_TOPICS["camera_info"]][index]
+        assert image[0] == depth[0] == labels[0] == info[0] == stamp
+        assert image[1].encoding == "rgb8" and depth[1].encoding == "32FC1"
+        assert labels[1].encoding == "mono8"
+        assert np.array_equal(image_to_array(image[1]), frame.rgb)
+        assert np.array_equal(image_to_array(depth[1]), frame.depth)
+        assert np.array_equal(image_to_array(labels[1]), frame.labels)
+        assert camera_info_to_intrinsics(info[1]) == frame.intrinsics
+        assert info[1].distortion_model == "plumb_bob" and list(info[1].d) == [0.0] * 5
+
+
+def test_synthetic_bag_marks_sky_depth_nan_and_refuses_to_overwrite(tmp_path):
+    from synergy_ros import bagio
+    from synergy_ros.data.synthetic import write_synthetic_bag
+    from synergy_ros.errors import SynergyError
+    from synergy_ros.ros.conversions import image_to_array
+
+    path = tmp_path / "street"
+    write_synthetic_bag(path, 2, 24, 32, seed=3, kind="street", speed=2.0)
+    frames = list(render_sequence(3, 2, 24, 32, kind="street", speed=2.0))
+    depths = [image_to_array(m.message) for m in bagio.iter_messages(path, ["/camera/depth_gt"])]
+    for frame, depth in zip(frames, depths):
+        assert np.array_equal(np.isnan(depth), frame.depth == 0)
+        assert np.isnan(depth).any()
+    with pytest.raises(SynergyError, match="already exists"):
+        write_synthetic_bag(path, 2, 24, 32)

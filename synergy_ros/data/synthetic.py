@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Iterator
 
 import numpy as np
@@ -493,3 +494,80 @@ def render_sequence(seed: int, num_frames: int, height: int = 240, width: int = 
         pose = trajectory_pose(scene, index / fps, speed)
         yield render_view(scene, pose, intr, noise_seed=(int(seed) * 100003 + index) & 0xFFFFFFFF,
                           noise_std=noise_std)
+
+
+# ----------------------------------------------------------------------------- bags
+CAMERA_FRAME = "camera_optical_frame"
+BAG_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info",
+              "depth": "/camera/depth_gt", "labels": "/camera/semantic_gt"}
+DEFAULT_BAG_START_NS = 1_700_000_000_000_000_000  # fixed, so a seed always gives the same bag
+
+
+def frame_messages(frame: SyntheticFrame, stamp_ns: int, frame_id: str = CAMERA_FRAME) -> dict:
+    """The four ROS messages of one frame, keyed like :data:`BAG_TOPICS`.
+
+    ``image`` rgb8, ``camera_info`` (K, P = [K|0], plumb_bob D = 0), ``depth`` 32FC1 metres
+    with NaN where invalid (REP 118), ``labels`` mono8 class ids; all share one header.
+    """
+    from std_msgs.msg import Header
+
+    from synergy_ros.ros.conversions import array_to_image, intrinsics_to_camera_info
+
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    depth = np.where(frame.depth > 0, frame.depth, np.float32(np.nan)).astype(np.float32)
+    return {"image": array_to_image(frame.rgb, "rgb8", header=header),
+            "camera_info": intrinsics_to_camera_info(frame.intrinsics, header=header),
+            "depth": array_to_image(depth, "32FC1", header=header),
+            "labels": array_to_image(frame.labels, "mono8", header=header)}
+
+
+def write_synthetic_bag(path, num_frames: int, height: int = 240, width: int = 320,
+                        seed: int = 0, fps: float = 10.0, storage: str = "mcap", *,
+                        kind: str = "indoor", speed: float = 0.5,
+                        start_ns: int = DEFAULT_BAG_START_NS, show_progress: bool = False
+                        ) -> dict:
+    """Write a rosbag2 of a camera moving through synthetic scene ``seed``.
+
+    Topics (:data:`BAG_TOPICS`): ``/camera/image_raw`` (rgb8), ``/camera/camera_info``,
+    ``/camera/depth_gt`` (32FC1 m, NaN invalid), ``/camera/semantic_gt`` (mono8, label set
+    ``synthetic``), frame ``camera_optical_frame``; frame ``i`` is stamped (header and bag
+    time) ``start_ns + i / fps`` seconds. The bag is written under a temporary name and renamed
+    into place when complete, so ``path`` never holds a partial bag; an existing ``path`` is
+    an error (never overwritten).
+
+    Returns:
+        {"path", "frames", "topics", "seconds"} summary.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from synergy_ros.bagio import BagWriter
+    from synergy_ros.errors import SynergyError
+
+    target = Path(path)
+    if target.exists():
+        raise SynergyError(f"{target} already exists; choose a new bag path or delete it")
+    if int(num_frames) < 1:
+        raise SynergyError(f"a synthetic bag needs at least 1 frame, got {num_frames}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp_bag = tmp_dir / target.name
+    try:
+        frames = render_sequence(seed, num_frames, height, width, fps=fps, speed=speed,
+                                 kind=kind)
+        with BagWriter(tmp_bag, storage=storage) as bag:
+            for index, frame in enumerate(tqdm(frames, total=int(num_frames), unit="frame",
+                                               desc=f"synthetic bag {target.name}",
+                                               disable=not show_progress)):
+                stamp = int(start_ns) + round(index * 1e9 / fps)
+                for key, msg in frame_messages(frame, stamp).items():
+                    bag.write(BAG_TOPICS[key], msg, stamp)
+        os.replace(tmp_bag, target)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return {"path": str(target), "frames": int(num_frames), "topics": dict(BAG_TOPICS),
+            "seconds": (int(num_frames) - 1) / fps}
