@@ -32,6 +32,9 @@ class Key:
 
     ``kind`` is one of ``bool``, ``int``, ``float``, ``str``, ``list``, ``dict`` (open
     mapping validated by its consumer) or ``any``. ``optional`` keys also accept ``null``.
+    A ``dict`` key with ``merge`` merges a later layer's mapping into the earlier one (a file
+    states only the network fields it changes); without, a later mapping replaces it whole
+    (a loss configuration lists all its terms). ``--set section.key=v`` always sets one entry.
     """
 
     default: Any
@@ -39,6 +42,7 @@ class Key:
     doc: str
     choices: tuple = ()
     optional: bool = False
+    merge: bool = True
 
 
 def _group_lr_keys() -> dict:
@@ -77,7 +81,9 @@ SCHEMA: dict = {
         "preflight_samples": Key(2, "int", "samples per dataset checked before training "
                                            "(shapes, label range)"),
     },
-    "loss": Key({}, "dict", "open: SynergyLoss weights (see synergy_ros.losses)"),
+    "loss": Key({}, "dict", "open: SynergyLoss weights {term: weight}, replaced whole by a "
+                            "later file (terms: l2, depth_attention, joint_gradient, "
+                            "cross_entropy, focal; {} = the paper's full loss)", merge=False),
     "optim": {
         "name": Key("sgd", "str", "optimizer", choices=("sgd", "adam", "adamw")),
         "lr": Key(1e-3, "float", "base learning rate of every parameter group"),
@@ -220,8 +226,12 @@ def _coerce(dotted: str, key: Key, value: Any, source: str) -> Any:
     return value
 
 
-def _merge(base: dict, update: dict, schema: dict, prefix: str, source: str) -> dict:
-    """Merge ``update`` onto ``base`` following ``schema``; validate each key on the way."""
+def _merge(base: dict, update: dict, schema: dict, prefix: str, source: str,
+           merge_open: bool | None = None) -> dict:
+    """Merge ``update`` onto ``base`` following ``schema``; validate each key on the way.
+
+    ``merge_open`` decides whether open ``dict`` keys merge (None: each key's ``merge``).
+    """
     if not isinstance(update, dict):
         where = f"section '{prefix[:-1]}'" if prefix else "the top level"
         raise SynergyError(f"{source}: {where} must be a mapping of keys, got {update!r}")
@@ -235,8 +245,10 @@ def _merge(base: dict, update: dict, schema: dict, prefix: str, source: str) -> 
             raise SynergyError(f"unknown config key '{dotted}' (from {source}); valid keys "
                                f"{section}: {valid}. Run `synergy train --keys` to list all")
         if isinstance(node, dict):
-            merged[name] = _merge(base.get(name, {}), value, node, f"{dotted}.", source)
-        elif node.kind == "dict" and isinstance(value, dict) and isinstance(base.get(name), dict):
+            merged[name] = _merge(base.get(name, {}), value, node, f"{dotted}.", source,
+                                  merge_open)
+        elif (node.kind == "dict" and isinstance(value, dict) and isinstance(base.get(name), dict)
+              and (node.merge if merge_open is None else merge_open)):
             merged[name] = _deep_merge(base[name], value)  # open section: merge, owner validates
         else:
             merged[name] = _coerce(dotted, node, value, source)
@@ -336,7 +348,12 @@ def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
     for text in overrides:
         parts, value = parse_override(text)
         update = _nest(parts, value, config)
-        config = _merge(config, update, SCHEMA, "", f"--set {text}")
+        # --set model.encoder=x changes one entry; --set 'loss={l2: 1}' replaces the mapping
+        node: Any = SCHEMA
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        config = _merge(config, update, SCHEMA, "", f"--set {text}",
+                        merge_open=not isinstance(node, Key))
     return config
 
 

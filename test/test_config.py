@@ -130,3 +130,17 @@ def test_bundled_train_configs_resolve():
     for file in files:
         config = load_config(file)
         assert config["data"]["train"], f"{file.name} has no training data"
+
+
+def test_loss_mapping_is_replaced_whole_model_mapping_merged(tmp_path):
+    _write(tmp_path / "base.yaml", "model: {encoder: resnet18, sharing: lateral}\n"
+                                   "loss: {depth_attention: 1, focal: 1, joint_gradient: 1}\n")
+    leaf = _write(tmp_path / "leaf.yaml", "base: base.yaml\nmodel: {sharing: cascaded}\n"
+                                          "loss: {l2: 1, cross_entropy: 1}\n")
+    config = load_config(leaf)
+    assert config["model"] == {"encoder": "resnet18", "sharing": "cascaded"}
+    assert config["loss"] == {"l2": 1, "cross_entropy": 1}
+    config = load_config(leaf, ["loss.focal=0.5", "model={encoder: resnet34}"])
+    assert config["loss"] == {"l2": 1, "cross_entropy": 1, "focal": 0.5}
+    assert config["model"] == {"encoder": "resnet34"}
+    assert load_config(leaf, ["loss={l2: 2}"])["loss"] == {"l2": 2}
