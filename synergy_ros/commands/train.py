@@ -1,0 +1,90 @@
+"""`synergy train`: train or fine-tune a synergy network from a YAML config."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "train / fine-tune a synergy network from config/train_*.yaml (resumable, multi-GPU)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `synergy train` flags."""
+    parser.add_argument("--config", metavar="YAML",
+                        help="training config, e.g. config/train_synthetic_demo.yaml (optional "
+                             "with --resume PATH: the checkpoint's own config is used)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set optim.lr=1e-3 (repeatable)")
+    parser.add_argument("--output", metavar="DIR",
+                        help="run folder (default runs/<name>; with --resume PATH its folder)")
+    parser.add_argument("--resume", metavar="PATH|auto",
+                        help="continue from a checkpoint; 'auto' = <output>/last.pt if present")
+    parser.add_argument("--keys", action="store_true",
+                        help="list every config key with its default and meaning, then exit")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config as YAML and exit without training")
+
+
+def resolve_run(args: argparse.Namespace) -> tuple[dict, Path]:
+    """Return (resolved config, output folder) for the parsed arguments."""
+    from synergy_ros.config import apply_overrides, check_config, load_config
+    from synergy_ros.errors import SynergyError
+
+    resume_file = args.resume if args.resume and args.resume != "auto" else None
+    if args.config:
+        config = load_config(args.config, args.overrides)
+    elif resume_file:
+        from synergy_ros.checkpoint import load_checkpoint
+
+        config = apply_overrides(load_checkpoint(resume_file)["training"]["config"],
+                                 args.overrides)
+        check_config(config)
+    else:
+        raise SynergyError("pass --config config/train_<name>.yaml (bundled: "
+                           "train_synthetic_demo, train_nyu40, train_outdoor_weak, "
+                           "train_variant_*, train_loss_*), or --resume PATH")
+    if args.output:
+        output = Path(args.output)
+    elif resume_file:
+        output = Path(resume_file).parent
+    else:
+        output = Path("runs") / config["name"]
+    return config, output
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; exit 0 when done, 130 after Ctrl-C (a resumable checkpoint is saved)."""
+    if args.keys:
+        from synergy_ros.config import describe_keys
+
+        print(describe_keys())
+        return 0
+    config, output = resolve_run(args)
+    if args.print_config:
+        from synergy_ros.config import dump_config
+
+        print(dump_config(config), end="")
+        return 0
+    from synergy_ros.train import Trainer, TrainingInterrupted
+
+    trainer = Trainer(config, output, resume=args.resume)
+    try:
+        summary = trainer.fit()
+    except TrainingInterrupted as exc:
+        if trainer.dist.is_main:
+            print(f"synergy train: {exc}", file=sys.stderr)
+        return 130
+    finally:
+        from synergy_ros.distributed import shutdown_distributed
+
+        shutdown_distributed(trainer.dist)
+    if trainer.dist.is_main:
+        print(json.dumps(summary, indent=2))
+        print(f"synergy train: done, {summary['steps']} steps in {summary['seconds']} s; "
+              f"model: {output / 'last.pt'}"
+              + (f", best {summary['best']['metric']}={summary['best']['value']:.4f}: "
+                 f"{output / 'best.pt'}" if summary["best"]["value"] is not None else ""),
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,714 @@
+"""The trainer behind ``synergy train``: supervised and weakly supervised (alternating) training.
+
+One :class:`Trainer` serves every config (``config/train_*.yaml``):
+
+- **supervised**: every batch carries depth and labels (missing values are marked invalid:
+  depth 0, label 255) and the full :class:`~synergy_ros.losses.SynergyLoss` is minimised.
+- **alternating** (weakly supervised outdoor fine-tuning, supplementary Sec. 8): each
+  training dataset gets its own loader and steps take one batch from each in turn. A batch
+  whose samples only carry depth computes only the depth loss terms and the parameters of
+  the semantic branch (parameter groups ``semantic`` and ``semantic_head``) receive no
+  gradient and are not updated (their ``.grad`` is cleared before the optimizer step, so
+  neither momentum nor weight decay moves them); a semantics-only batch does the same for
+  the ``depth`` group. The shared encoder and the sharing units are updated from the active
+  loss only. Activations still flow through both branches (the lateral sharing units mix
+  them), so the frozen branch's BatchNorm running statistics keep updating.
+
+A run folder holds ``config.yaml`` (the resolved config), ``last.pt`` (resumable checkpoint,
+written every epoch, every ``train.checkpoint_every`` steps and on Ctrl-C / SIGTERM),
+``best.pt`` (best validation ``val.best_metric``), ``train_log.csv`` (one row per step),
+``epochs.csv`` (one row per epoch with validation metrics) and ``val_report.md`` (latest
+depth-range table). Checkpoints are model files, so ``best.pt`` runs in the node as is.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from synergy_ros.atomic import atomic_write_text
+from synergy_ros.checkpoint import (capture_rng_state, load_checkpoint, load_weights,
+                                    restore_rng_state, save_checkpoint)
+from synergy_ros.config import PARAMETER_GROUPS, dump_config
+from synergy_ros.distributed import DistInfo, any_rank, barrier, init_distributed
+from synergy_ros.errors import SynergyError
+from synergy_ros.train_data import (SeededDataset, batch_schedule, batches_per_epoch,
+                                    consumed_per_source, make_loader, preflight)
+
+#: Frozen parameter groups per batch kind in alternating mode.
+FROZEN_GROUPS = {"depth": ("semantic", "semantic_head"), "semantic": ("depth",), "joint": ()}
+SEMANTIC_METRIC_KEYS = ("pixel_acc", "mean_acc", "miou")
+STEP_COLUMNS = ("step", "epoch", "kind", "loss", "lr", "head_lr", "skipped", "step_s",
+                "data_s")
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on Ctrl-C / SIGTERM after saving a resumable checkpoint."""
+
+    def __init__(self, checkpoint: Path, step: int) -> None:
+        super().__init__(f"interrupted at step {step}; resumable checkpoint saved to "
+                         f"{checkpoint} (continue with --resume {checkpoint})")
+        self.checkpoint = checkpoint
+        self.step = step
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Position in the run: ``epoch`` (0-based), batches of it consumed, global step."""
+
+    epoch: int = 0
+    epoch_step: int = 0
+    step: int = 0
+    nonfinite_total: int = 0
+    nonfinite_run: int = 0
+    best_value: float | None = None
+
+
+def lr_factor(step: int, total_steps: int, schedule: dict) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``.
+
+    ``poly``: (1 - t)^power, ``cosine``: 0.5 (1 + cos(pi t)) with t = step / total (both
+    floored at ``min_lr_ratio``), ``step``: gamma^(step // step_size), ``constant``: 1;
+    a linear warm-up over ``warmup_steps`` multiplies all of them.
+    """
+    name = schedule["name"]
+    progress = min(1.0, step / max(1, total_steps))
+    floor = schedule["min_lr_ratio"]
+    if name == "poly":
+        factor = floor + (1 - floor) * (1 - progress) ** schedule["power"]
+    elif name == "cosine":
+        factor = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    elif name == "step":
+        factor = schedule["gamma"] ** (step // max(1, schedule["step_size"]))
+    else:
+        factor = 1.0
+    warmup = schedule["warmup_steps"]
+    if warmup > 0 and step < warmup:
+        factor *= (step + 1) / warmup
+    return factor
+
+
+def resolve_device(name: str) -> Any:
+    """``auto`` -> cuda if available else cpu; otherwise a checked torch.device."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise SynergyError(f"device {name!r} is not a torch device (use auto, cpu, cuda, "
+                           "cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SynergyError(f"device {name!r} requested but no CUDA GPU is available; "
+                           "use --set device=cpu")
+    return device
+
+
+def batch_kind(batch: dict) -> str:
+    """``depth`` (only depth targets), ``semantic`` (only labels) or ``joint``."""
+    has_depth = bool(batch["has_depth"].any())
+    has_labels = bool(batch["has_labels"].any())
+    if has_depth and not has_labels:
+        return "depth"
+    if has_labels and not has_depth:
+        return "semantic"
+    return "joint"
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM -> set a flag the loop checks between steps; a second SIGINT aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nsynergy train: {signal.Signals(signum).name} received; finishing the current "
+              "step and saving a resumable checkpoint (Ctrl-C again to abort without saving)",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "_StopFlag":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Build everything a config describes, then :meth:`fit`.
+
+    Args:
+        config: resolved config (:func:`synergy_ros.config.load_config`).
+        output: run folder (created; rank 0 writes into it).
+        resume: checkpoint to continue from, ``"auto"`` (``output/last.pt`` if present) or
+            None (fresh run; refuses a folder that already holds a checkpoint).
+        dist: this process's rank info (default: from the torchrun environment).
+    """
+
+    def __init__(self, config: dict, output: str | os.PathLike, resume: str | None = None,
+                 dist: DistInfo | None = None) -> None:
+        import torch
+
+        self.config = config
+        self.output = Path(output)
+        self.device = resolve_device(config["device"])
+        self.dist = dist or init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        resume_path = self._resume_path(resume)
+        torch.manual_seed(config["seed"])
+        if config["train"]["deterministic"]:
+            torch.use_deterministic_algorithms(True)
+
+        from synergy_ros.labels import get_label_set
+        from synergy_ros.losses import SynergyLoss
+
+        self.label_set = get_label_set(config["data"]["labels"])
+        self.model = self._build_model()
+        self.num_classes = self.model.num_classes
+        if self.num_classes != self.label_set.num_classes:
+            raise SynergyError(f"the network predicts {self.num_classes} classes but "
+                               f"data.labels={self.label_set.name!r} has "
+                               f"{self.label_set.num_classes}; set model.num_classes="
+                               f"{self.label_set.num_classes}")
+        self.loss = SynergyLoss(config["loss"] or None)
+        self._check_best_metric()
+        self._build_data()
+        self.optimizer = self._build_optimizer()
+        self.steps_per_epoch = len(self.schedule_order)
+        total = config["train"]["epochs"] * self.steps_per_epoch
+        if config["train"]["max_steps"] is not None:
+            total = min(total, config["train"]["max_steps"])
+        self.total_steps = total
+        schedule = config["schedule"]
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, self.total_steps, schedule))
+        self.amp_enabled = bool(config["train"]["amp"]) and self.device.type == "cuda"
+        self.amp_dtype = getattr(torch, config["train"]["amp_dtype"])
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_enabled and self.amp_dtype == torch.float16)
+        self.state = TrainState()
+        if resume_path is not None:
+            self._restore(resume_path)
+        self.forward_model = self._wrap_model()
+        self._csv_handle: Any = None
+        self._tensorboard: Any = None
+
+    # ------------------------------------------------------------------ construction
+    def _resume_path(self, resume: str | None) -> Path | None:
+        last = self.output / "last.pt"
+        if resume == "auto":
+            return last if last.is_file() else None
+        if resume:
+            path = Path(resume)
+            if not path.is_file():
+                raise SynergyError(f"--resume {resume}: no such checkpoint; pass a last.pt of a "
+                                   "run or --resume auto")
+            return path
+        if last.is_file():
+            raise SynergyError(f"{self.output} already holds a checkpoint ({last}); continue it "
+                               "with --resume auto, or choose another --output")
+        return None
+
+    def _build_model(self) -> Any:
+        from synergy_ros.network import build_network, load_encoder_weights
+
+        init = self.config["init"]
+        model = build_network(self.config["model"])
+        if init["encoder_weights"]:
+            load_encoder_weights(model, init["encoder_weights"])
+        if init["checkpoint"]:
+            payload = load_checkpoint_or_model(init["checkpoint"])
+            source_classes = payload["meta"].num_classes
+            skip: tuple[str, ...] = ()
+            if source_classes != model.num_classes:
+                if not init["replace_semantic_head"]:
+                    raise SynergyError(f"init.checkpoint {init['checkpoint']} predicts "
+                                       f"{source_classes} classes, the config "
+                                       f"{model.num_classes}; set init.replace_semantic_head="
+                                       "true to replace only the final semantic layer")
+                skip = ("semantic_head.",)
+            load_weights(model, payload["state_dict"], str(init["checkpoint"]),
+                         skip_prefixes=skip)
+        return model.to(self.device)
+
+    def _dataset(self, spec: dict, train: bool, role: str) -> Any:
+        from synergy_ros.data import build_dataset
+
+        data = self.config["data"]
+        name = f"{role} dataset {spec.get('type', '?')!r}"
+        try:
+            dataset = build_dataset(spec, input_size=data["input_size"],
+                                    label_set=self.label_set.name, train=train)
+        except SynergyError as exc:
+            raise SynergyError(f"{name}: {exc}") from exc
+        preflight(dataset, name, data["input_size"], self.num_classes, data["preflight_samples"])
+        return dataset
+
+    def _build_data(self) -> None:
+        data = self.config["data"]
+        if not data["train"]:
+            raise SynergyError("data.train is empty; list at least one dataset, e.g. "
+                               "--set 'data.train=[{type: synthetic, num_frames: 256}]'")
+        seed = self.config["seed"]
+        self.train_sets = [SeededDataset(self._dataset(spec, True, f"data.train[{i}]"), seed + i)
+                           for i, spec in enumerate(data["train"])]
+        self.val_set = (SeededDataset(self._dataset(data["val"], False, "data.val"), seed)
+                        if data["val"] else None)
+        if self.config["train"]["mode"] == "supervised" and len(self.train_sets) > 1:
+            from torch.utils.data import ConcatDataset
+
+            self.train_sets = [SeededDataset(ConcatDataset([s.dataset for s in self.train_sets]),
+                                             seed)]
+        lengths = []
+        for index, dataset in enumerate(self.train_sets):
+            count = batches_per_epoch(len(dataset), data["batch_size"], self.dist.world_size,
+                                      drop_last=True)
+            if count == 0:
+                raise SynergyError(
+                    f"training dataset {index} has {len(dataset)} samples, fewer than "
+                    f"data.batch_size={data['batch_size']} x {self.dist.world_size} process(es); "
+                    "add data or lower the batch size")
+            lengths.append(count)
+        self.schedule_order = batch_schedule(lengths)
+
+    def _build_optimizer(self) -> Any:
+        import torch
+
+        optim = self.config["optim"]
+        groups = self.model.parameter_groups()
+        if set(groups) != set(PARAMETER_GROUPS):
+            raise AssertionError(f"parameter_groups() keys {sorted(groups)} != "
+                                 f"{PARAMETER_GROUPS}")
+        param_groups = []
+        for name in PARAMETER_GROUPS:
+            params = [p for p in groups[name] if p.requires_grad]
+            if params:
+                lr = optim["group_lr"][name] or optim["lr"]
+                param_groups.append({"params": params, "lr": lr, "name": name})
+        if optim["name"] == "sgd":
+            return torch.optim.SGD(param_groups, lr=optim["lr"], momentum=optim["momentum"],
+                                   weight_decay=optim["weight_decay"])
+        betas = tuple(float(b) for b in optim["betas"])
+        cls = torch.optim.Adam if optim["name"] == "adam" else torch.optim.AdamW
+        return cls(param_groups, lr=optim["lr"], betas=betas,
+                   weight_decay=optim["weight_decay"])
+
+    def _wrap_model(self) -> Any:
+        import torch
+
+        model = self.model
+        if self.config["train"]["compile"]:
+            model = torch.compile(model)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.config["train"]["mode"] == "alternating")
+        return model
+
+    def meta(self, extra: dict | None = None) -> Any:
+        """ModelMeta of the trained network (classes, palette, input size, max depth)."""
+        from synergy_ros.modelfile import ModelMeta
+
+        return ModelMeta(network=self.model.config.to_dict(),
+                         class_names=list(self.label_set.class_names),
+                         palette=[list(c) for c in self.label_set.palette],
+                         input_size=tuple(self.config["data"]["input_size"]),
+                         max_depth=self.model.config.max_depth, extra=dict(extra or {}))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _restore(self, path: Path) -> None:
+        payload = load_checkpoint(path)
+        saved = payload["meta"].network
+        current = self.model.config.to_dict()
+        if saved != current:
+            diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            raise SynergyError(f"checkpoint {path} was trained with a different network ("
+                               + ", ".join(f"{k}: {saved.get(k)!r} vs {current.get(k)!r}"
+                                           for k in diff)
+                               + "); resume with the run's config.yaml, or start a new run "
+                               f"from its weights with --set init.checkpoint={path}")
+        training = payload["training"]
+        load_weights(self.model, payload["state_dict"], str(path))
+        try:
+            self.optimizer.load_state_dict(training["optimizer"])
+            self.scheduler.load_state_dict(training["scheduler"])
+        except (ValueError, KeyError) as exc:
+            raise SynergyError(f"checkpoint {path}: optimizer/scheduler state does not match "
+                               f"this config ({exc}); resume with the run's config.yaml") from exc
+        if training.get("scaler"):
+            self.scaler.load_state_dict(training["scaler"])
+        restore_rng_state(training["rng"])
+        self.state = TrainState(epoch=int(training["epoch"]),
+                                epoch_step=int(training["epoch_step"]),
+                                step=int(training["step"]),
+                                nonfinite_total=int(training.get("nonfinite_total", 0)),
+                                best_value=(training.get("best") or {}).get("value"))
+        if self.state.epoch_step > self.steps_per_epoch:
+            raise SynergyError(f"checkpoint {path} stopped at batch {self.state.epoch_step} of "
+                               f"an epoch that now has {self.steps_per_epoch}; the data or "
+                               "batch size changed since. Resume with the run's config.yaml")
+
+    def save(self, which: str = "last", metrics: dict | None = None) -> Path:
+        """Write ``<output>/<which>.pt`` (rank 0 only) and return its path."""
+        path = self.output / f"{which}.pt"
+        if not self.dist.is_main:
+            return path
+        val = self.config["val"]
+        training = {
+            "epoch": self.state.epoch, "epoch_step": self.state.epoch_step,
+            "step": self.state.step, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(), "config": self.config,
+            "best": {"metric": val["best_metric"], "mode": val["best_mode"],
+                     "value": self.state.best_value},
+            "nonfinite_total": self.state.nonfinite_total,
+        }
+        extra = {"metrics": metrics} if metrics else {}
+        save_checkpoint(path, self.model.state_dict(), self.meta(extra), training)
+        return path
+
+    # ------------------------------------------------------------------ logging
+    def _open_logs(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.output.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.output / "config.yaml", dump_config(self.config))
+        from synergy_ros.losses import LOSS_NAMES
+
+        self._columns = list(STEP_COLUMNS) + list(LOSS_NAMES)
+        log = self.output / "train_log.csv"
+        kept: list[list[str]] = []
+        if log.is_file() and self.state.step > 0:  # resumed: drop rows after the checkpoint
+            with open(log, newline="", encoding="utf-8") as handle:
+                rows = list(csv.reader(handle))
+            kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self.state.step]
+        text = io.StringIO()
+        csv.writer(text).writerows([self._columns, *kept])
+        atomic_write_text(log, text.getvalue())
+        self._csv_handle = open(log, "a", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_handle)
+        if self.config["log"]["tensorboard"]:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise SynergyError("log.tensorboard is true but TensorBoard is not installed; "
+                                   "pip install tensorboard or set log.tensorboard=false") from exc
+            self._tensorboard = SummaryWriter(str(self.output / "tensorboard"))
+
+    def _log_step(self, row: dict) -> None:
+        if self._csv_handle is None:
+            return
+        self._csv.writerow([_fmt(row.get(c, "")) for c in self._columns])
+        self._csv_handle.flush()
+        if self._tensorboard is not None and row.get("loss") not in (None, ""):
+            for key in ("loss", "lr", *self.loss.weights):
+                if row.get(key) not in (None, ""):
+                    self._tensorboard.add_scalar(f"train/{key}", row[key], row["step"])
+
+    def _log_epoch(self, row: dict, report: str | None) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.output / "epochs.csv"
+        rows: list[dict] = []
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < row["epoch"]]
+        rows.append({k: _fmt(v) for k, v in row.items()})
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, text.getvalue())
+        if report:
+            atomic_write_text(self.output / "val_report.md", report)
+        if self._tensorboard is not None:
+            for key, value in row.items():
+                if isinstance(value, float):
+                    self._tensorboard.add_scalar(f"val/{key}", value, row["epoch"])
+
+    def _close_logs(self) -> None:
+        if self._csv_handle is not None:
+            self._csv_handle.close()
+            self._csv_handle = None
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+    # ------------------------------------------------------------------ training
+    def _loaders(self, epoch: int, epoch_step: int) -> tuple[list[Any], list[int]]:
+        data = self.config["data"]
+        skips = consumed_per_source(self.schedule_order, epoch_step, len(self.train_sets))
+        loaders = [make_loader(dataset, batch_size=data["batch_size"], shuffle=True,
+                               seed=self.config["seed"], epoch=epoch, skip_batches=skip,
+                               rank=self.dist.rank, world_size=self.dist.world_size,
+                               num_workers=data["num_workers"], drop_last=True,
+                               pin_memory=self.device.type == "cuda")
+                   for dataset, skip in zip(self.train_sets, skips)]
+        return loaders, skips
+
+    def _train_step(self, batch: dict, kind: str) -> tuple[float | None, dict]:
+        import torch
+
+        alternating = self.config["train"]["mode"] == "alternating"
+        use_depth = not alternating or kind != "semantic"
+        use_labels = not alternating or kind != "depth"
+        image = batch["image"].to(self.device, non_blocking=True)
+        depth = batch["depth"].to(self.device, non_blocking=True) if use_depth else None
+        labels = batch["labels"].to(self.device, non_blocking=True) if use_labels else None
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_enabled):
+            output = self.forward_model(image)
+        total, parts = self.loss(_float_output(output), depth, labels)
+        finite = bool(torch.isfinite(total.detach()))
+        if any_rank(not finite, self.dist, self.device):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None, parts
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if alternating:
+            frozen = {name for name in FROZEN_GROUPS[kind]}
+            for group in self.optimizer.param_groups:
+                if group["name"] in frozen:
+                    for param in group["params"]:
+                        param.grad = None
+        clip = self.config["optim"]["grad_clip"]
+        if clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]
+                      if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(total.detach()), parts
+
+    def _epoch_batches(self, loaders: list[Any]) -> Any:
+        iterators = [iter(loader) for loader in loaders]
+        for source in self.schedule_order[self.state.epoch_step:]:
+            start = time.perf_counter()
+            batch = next(iterators[source])
+            yield batch, time.perf_counter() - start
+
+    def fit(self) -> dict:
+        """Train to the configured end; returns a summary dict. Raises TrainingInterrupted."""
+        train_cfg = self.config["train"]
+        self._open_logs()
+        progress = None
+        if self.dist.is_main and train_cfg["progress"]:
+            from tqdm import tqdm
+
+            progress = tqdm(total=self.total_steps, initial=self.state.step, unit="step",
+                            dynamic_ncols=True, desc="train", file=sys.stderr)
+        started = time.perf_counter()
+        start_step = self.state.step
+        last_metrics: dict = {}
+        try:
+            with _StopFlag() as stop:
+                while self.state.step < self.total_steps:
+                    epoch = self.state.epoch
+                    if progress is not None:
+                        progress.set_description(f"epoch {epoch + 1}/{train_cfg['epochs']}")
+                    loaders, _ = self._loaders(epoch, self.state.epoch_step)
+                    for batch, data_s in self._epoch_batches(loaders):
+                        self._one_step(batch, data_s, progress)
+                        if any_rank(stop.requested, self.dist, self.device):
+                            path = self.save("last")
+                            barrier(self.dist)
+                            raise TrainingInterrupted(path, self.state.step)
+                        if self.state.step >= self.total_steps:
+                            break
+                        every = train_cfg["checkpoint_every"]
+                        if every and self.state.step % every == 0:
+                            self.save("last")
+                    if self.state.epoch_step >= self.steps_per_epoch:
+                        self.state.epoch += 1
+                        self.state.epoch_step = 0
+                    last_metrics = self._end_of_epoch(epoch) or last_metrics
+        finally:
+            if progress is not None:
+                progress.close()
+            self._close_logs()
+        elapsed = time.perf_counter() - started
+        summary = {"steps": self.state.step, "epochs": self.state.epoch,
+                   "seconds": round(elapsed, 2),
+                   "steps_per_s": round((self.state.step - start_step) / max(elapsed, 1e-9), 3),
+                   "nonfinite_steps": self.state.nonfinite_total,
+                   "best": {"metric": self.config["val"]["best_metric"],
+                            "value": self.state.best_value},
+                   "last_val": last_metrics, "output": str(self.output)}
+        return summary
+
+    def _one_step(self, batch: dict, data_s: float, progress: Any) -> None:
+        start = time.perf_counter()
+        kind = batch_kind(batch)
+        loss, parts = self._train_step(batch, kind)
+        lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        self.scheduler.step()
+        self.state.step += 1
+        self.state.epoch_step += 1
+        if loss is None:
+            self.state.nonfinite_total += 1
+            self.state.nonfinite_run += 1
+            limit = self.config["train"]["max_nonfinite"]
+            if self.state.nonfinite_run >= limit:
+                raise SynergyError(f"the loss was not finite for {limit} steps in a row (last at "
+                                   f"step {self.state.step}, {self.state.nonfinite_total} in "
+                                   "total); lower optim.lr, set optim.grad_clip, or check the "
+                                   "data for NaN/inf")
+        else:
+            self.state.nonfinite_run = 0
+        row = {"step": self.state.step, "epoch": self.state.epoch, "kind": kind,
+               "loss": loss if loss is not None else float("nan"),
+               "lr": lrs.get("encoder", next(iter(lrs.values()))),
+               "head_lr": lrs.get("semantic_head", ""), "skipped": int(loss is None),
+               "step_s": time.perf_counter() - start, "data_s": data_s}
+        row.update({k: v for k, v in parts.items() if k != "total"})
+        self._log_step(row)
+        if progress is not None:
+            progress.set_postfix(loss=f"{loss:.4f}" if loss is not None else "nan",
+                                 lr=f"{row['lr']:.2e}", refresh=False)
+            progress.update(1)
+
+    def _end_of_epoch(self, epoch: int) -> dict | None:
+        """Validate after finished epochs, update best.pt, save last.pt."""
+        finished = self.state.epoch_step == 0 and self.state.epoch == epoch + 1
+        every = self.config["val"]["every_epochs"]
+        metrics = None
+        if finished and self.val_set is not None and every and (epoch + 1) % every == 0:
+            metrics = None
+            if self.dist.is_main:
+                metrics, report = self.validate()
+                improved = self._is_better(metrics)
+                row = {"epoch": epoch + 1, "step": self.state.step, **metrics}
+                self._log_epoch(row, report)
+                if improved:
+                    self.state.best_value = metrics[self.config["val"]["best_metric"]]
+                    self.save("best", metrics)
+                _print_epoch(epoch + 1, metrics, improved, self.config["val"]["best_metric"])
+            barrier(self.dist)
+        if finished or self.state.step >= self.total_steps:
+            self.save("last", metrics)
+        return metrics
+
+    def _check_best_metric(self) -> None:
+        from synergy_ros.metrics import DEPTH_METRIC_KEYS
+
+        valid = ("loss", *DEPTH_METRIC_KEYS, *SEMANTIC_METRIC_KEYS)
+        name = self.config["val"]["best_metric"]
+        if name not in valid:
+            raise SynergyError(f"val.best_metric={name!r} is not a validation metric; choose one "
+                               f"of {', '.join(valid)}")
+
+    def _is_better(self, metrics: dict) -> bool:
+        value = metrics[self.config["val"]["best_metric"]]
+        if value is None or not math.isfinite(value):
+            return False
+        if self.state.best_value is None:
+            return True
+        if self.config["val"]["best_mode"] == "min":
+            return value < self.state.best_value
+        return value > self.state.best_value
+
+    def validate(self, dataset: Any = None) -> tuple[dict, str]:
+        """Evaluate on the validation set; returns (flat metrics dict, markdown report).
+
+        Depth metrics (``abs_rel``, ``rmse``, ``delta1``, ...) are those of the depth-range
+        evaluator's unbounded row over all valid pixels; semantic metrics come from the
+        confusion matrix (``miou``, ``pixel_acc``, ...); ``loss`` is the mean validation loss.
+        """
+        import torch
+
+        from synergy_ros.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
+
+        dataset = dataset or self.val_set
+        val = self.config["val"]
+        data = self.config["data"]
+        loader = make_loader(dataset, batch_size=data["val_batch_size"] or data["batch_size"],
+                             shuffle=False, seed=self.config["seed"], epoch=0, skip_batches=0,
+                             rank=0, world_size=1, num_workers=data["num_workers"],
+                             drop_last=False)
+        ranges = DepthRangeEvaluator([r for r in val["depth_ranges"] if r is not None],
+                                     max_depth=self.model.config.max_depth)
+        confusion = SemanticConfusion(self.num_classes)
+        loss_sum, batches = 0.0, 0
+        self.model.eval()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype,
+                                             enabled=self.amp_enabled):
+            for index, batch in enumerate(loader):
+                if val["max_batches"] is not None and index >= val["max_batches"]:
+                    break
+                image = batch["image"].to(self.device)
+                output = _float_output(self.model(image))
+                depth = batch["depth"].to(self.device)
+                labels = batch["labels"].to(self.device)
+                has_depth = batch["has_depth"].to(self.device)
+                has_labels = batch["has_labels"].to(self.device)
+                total, _ = self.loss(output, depth if bool(has_depth.any()) else None,
+                                     labels if bool(has_labels.any()) else None)
+                loss_sum += float(total)
+                batches += 1
+                pred_labels = output.semantic_logits.argmax(1)
+                for i in range(image.shape[0]):
+                    if bool(has_depth[i]):
+                        ranges.update(output.depth[i, 0].cpu(), depth[i, 0].cpu())
+                    if bool(has_labels[i]):
+                        confusion.update(pred_labels[i].cpu(), labels[i].cpu())
+        self.model.train()
+        metrics: dict = {"loss": loss_sum / max(1, batches)}
+        overall = ranges.compute()["all"]
+        metrics.update({k: float(overall[k]) for k in DEPTH_METRIC_KEYS})
+        semantic = confusion.compute()
+        metrics.update({k: float(semantic[k]) for k in SEMANTIC_METRIC_KEYS})
+        report = "## Validation, depth by range\n\n" + ranges.to_markdown() + "\n"
+        return metrics, report
+
+
+def load_checkpoint_or_model(path: str | os.PathLike) -> dict:
+    """Load any model file or checkpoint for its weights (``weights_only=True``)."""
+    from synergy_ros.modelfile import load_model_file
+
+    return load_model_file(path, weights_only=True)
+
+
+def _float_output(output: Any) -> Any:
+    """Cast autocast (fp16/bf16) outputs to float32 so losses and metrics run in fp32."""
+    return output._replace(depth=output.depth.float(),
+                           semantic_logits=output.semantic_logits.float())
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.9g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _print_epoch(epoch: int, metrics: dict, improved: bool, best_metric: str) -> None:
+    keys = [k for k in ("loss", "abs_rel", "rmse", "delta1", "miou", "pixel_acc") if k in metrics]
+    text = ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+    mark = f" (best {best_metric})" if improved else ""
+    print(f"epoch {epoch}: val {text}{mark}", file=sys.stderr, flush=True)
+
+
+def run_training(config: dict, output: str | os.PathLike, resume: str | None = None) -> dict:
+    """Build a :class:`Trainer` for ``config`` and train; returns the summary dict."""
+    return Trainer(config, output, resume=resume).fit()

@@ -1,0 +1,183 @@
+"""Training data plumbing: datasets from config specs, resumable sampling, batch schedules.
+
+- :func:`build_dataset` turns a config spec ``{type: synthetic|nyu|kitti|cityscapes|folder|bag,
+  ...}`` into a dataset of :mod:`synergy_ros.data` producing the training-sample contract.
+- :class:`SeededDataset` makes every sample's augmentation a pure function of
+  ``(seed, epoch, index)``: the same sample gets the same crop/flip/jitter whether it is loaded
+  in the main process or any worker, before or after a resume.
+- :func:`make_loader` shards with ``DistributedSampler`` (one process is the 1-replica case)
+  and skips the batches of the epoch that a resumed run already consumed.
+- :func:`batch_schedule` interleaves several loaders batch by batch (weakly supervised
+  alternating training) and says how many batches of each were consumed after k steps.
+- :func:`preflight` checks a few samples per dataset against the contract before training.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any, Iterator, Sequence
+
+from synergy_ros.errors import SynergyError
+
+
+class SeededDataset:
+    """Wrap a dataset so sample ``i`` of epoch ``e`` always sees the same random state.
+
+    Before calling the wrapped ``__getitem__`` the python, numpy and torch global generators
+    are seeded from ``(seed, epoch, index)``; their previous states are restored afterwards,
+    so the training process's own random streams are not disturbed.
+    """
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        """Number of samples of the wrapped dataset."""
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        """Sample ``index`` with generators seeded from (seed, epoch, index)."""
+        import numpy as np
+        import torch
+
+        sample_seed = (self.seed * 1_000_003 + self.epoch * 7_919 + int(index)) & 0x7FFFFFFF
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            random.seed(sample_seed)
+            np.random.seed(sample_seed)
+            torch.manual_seed(sample_seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
+class SkipSampler:
+    """Yield the indices of ``sampler`` after dropping the first ``skip`` of them."""
+
+    def __init__(self, sampler: Any, skip: int) -> None:
+        self.sampler = sampler
+        self.skip = int(skip)
+
+    def __iter__(self) -> Iterator[int]:
+        """Indices after the skipped ones."""
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        """Number of indices yielded."""
+        return max(0, len(self.sampler) - self.skip)
+
+
+def make_loader(dataset: SeededDataset, *, batch_size: int, shuffle: bool, seed: int,
+                epoch: int, skip_batches: int, rank: int, world_size: int, num_workers: int,
+                drop_last: bool, pin_memory: bool = False) -> Any:
+    """DataLoader for one epoch, sharded with DistributedSampler, resumable mid-epoch.
+
+    Args:
+        dataset: the seeded dataset (its ``epoch`` is set here).
+        batch_size: samples per batch on this process.
+        shuffle: reshuffle with ``seed + epoch`` (identical on every rank, so shards are
+            disjoint).
+        skip_batches: batches of this epoch already consumed (a resumed run).
+        rank, world_size: this process's shard.
+        drop_last: drop the last incomplete batch (training: keeps BatchNorm away from
+            1-sample batches and all ranks in step).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    dataset.epoch = int(epoch)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                 seed=seed, drop_last=drop_last)
+    sampler.set_epoch(epoch)
+    generator = torch.Generator()
+    generator.manual_seed(seed * 10_007 + epoch)  # worker base seeds; global RNG untouched
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=SkipSampler(sampler, skip_batches * batch_size),
+                      num_workers=num_workers, drop_last=drop_last, generator=generator,
+                      pin_memory=pin_memory, persistent_workers=False)
+
+
+def batches_per_epoch(num_samples: int, batch_size: int, world_size: int,
+                      drop_last: bool) -> int:
+    """Batches each process gets per epoch from a dataset of ``num_samples``."""
+    per_rank = (num_samples // world_size if drop_last
+                else -(-num_samples // world_size))
+    return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+
+
+def batch_schedule(lengths: Sequence[int]) -> list[int]:
+    """Source index of every batch of an epoch, round-robin over sources until all are spent.
+
+    ``batch_schedule([3, 1]) == [0, 1, 0, 0]``: each training step takes one batch from the
+    next source that still has batches.
+    """
+    remaining = list(lengths)
+    order: list[int] = []
+    while any(remaining):
+        for source, left in enumerate(remaining):
+            if left:
+                order.append(source)
+                remaining[source] -= 1
+    return order
+
+
+def consumed_per_source(schedule: Sequence[int], steps: int, num_sources: int) -> list[int]:
+    """Batches of each source used by the first ``steps`` entries of ``schedule``."""
+    counts = [0] * num_sources
+    for source in schedule[:steps]:
+        counts[source] += 1
+    return counts
+
+
+def preflight(dataset: Any, name: str, input_size: Sequence[int], num_classes: int,
+              samples: int) -> None:
+    """Check the first ``samples`` samples against the training-sample contract.
+
+    Raises SynergyError naming the dataset, the sample and what is wrong: empty dataset,
+    wrong tensor shapes (image (3,H,W), depth (1,H,W), labels (H,W) at ``input_size``),
+    dtypes, or label ids outside ``0..num_classes-1`` other than 255.
+    """
+    import torch
+
+    try:
+        count = len(dataset)
+    except Exception as exc:  # noqa: BLE001 - any failure here is the dataset's
+        raise SynergyError(f"{name}: cannot determine its size ({exc})") from exc
+    if count == 0:
+        raise SynergyError(f"{name} is empty (0 samples); check the dataset path and split "
+                           "in the config")
+    height, width = (int(v) for v in input_size)
+    for index in range(min(samples, count)):
+        sample = dataset[index]
+        where = f"{name} sample {index}"
+        missing = [k for k in ("image", "depth", "labels", "has_depth", "has_labels")
+                   if k not in sample]
+        if missing:
+            raise SynergyError(f"{where} lacks {missing}; datasets must produce the training "
+                               "sample contract (docs/architecture.md)")
+        image, depth, labels = sample["image"], sample["depth"], sample["labels"]
+        expected = {"image": (3, height, width), "depth": (1, height, width),
+                    "labels": (height, width)}
+        for key, shape in expected.items():
+            actual = tuple(sample[key].shape)
+            if actual != shape:
+                raise SynergyError(f"{where}: {key} has shape {actual}, expected {shape} for "
+                                   f"data.input_size [{height}, {width}]; set the dataset's "
+                                   "resize/crop to the input size")
+        if image.dtype != torch.float32 or depth.dtype != torch.float32:
+            raise SynergyError(f"{where}: image/depth must be float32, got {image.dtype}/"
+                               f"{depth.dtype}")
+        if labels.dtype != torch.int64:
+            raise SynergyError(f"{where}: labels must be int64, got {labels.dtype}")
+        valid = labels[labels != 255]
+        if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
+            raise SynergyError(f"{where}: label ids {int(valid.min())}..{int(valid.max())} are "
+                               f"outside 0..{num_classes - 1} (255 = ignore); the dataset's "
+                               f"label set does not match model.num_classes={num_classes}")
+        if not (bool(sample["has_depth"]) or bool(sample["has_labels"])):
+            raise SynergyError(f"{where} has neither depth nor labels; nothing to train on")
