@@ -1,0 +1,757 @@
+"""`synergy evaluate`: score depth (and semantic labels) against ground truth in a rosbag2.
+
+Two modes over one streaming loop:
+
+- **model mode** (``model`` set): every camera image (``image_topic``, Image or
+  CompressedImage) goes through :func:`synergy_ros.runtime.load_predictor`'s Predictor;
+- **prediction mode** (``pred_topic`` set): depth images already in the bag (e.g. the node's
+  ``/synergy/depth`` recorded on the robot) are scored, optionally with their semantic masks
+  (``pred_semantic_topic``).
+
+Frames are paired with ground truth by ``header.stamp`` (:class:`synergy_ros.matching.StampMatcher`;
+exact, or nearest within ``max_dt_s``); whatever does not pair is counted and reported. Ground
+truth is a depth Image (``32FC1`` metres, ``16UC1``/``mono16`` millimetres; 0 / NaN invalid) or a
+PointCloud2 in the camera's optical frame, projected through ``camera_info_topic`` (nearest
+point per pixel). A prediction of another size is resized to the ground truth's size
+(bilinear for depth, nearest for labels) before scoring, and pixels where the prediction is
+invalid (NaN, <= 0) are left out of the depth metrics and reported as ``coverage``.
+
+Memory is bounded: the bag is read message by message on a prefetch thread (a small queue),
+decoded only when its frame is scored, and only per-frame scalars are kept. A bag that
+breaks part-way (truncated, corrupt) still yields the results so far, written to every
+requested output, with ``status`` saying how far it got.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from synergy_ros import report
+from synergy_ros.atomic import atomic_write_text
+from synergy_ros.errors import SynergyError
+from synergy_ros.matching import MatchedFrame, StampMatcher
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CLOUD = "sensor_msgs/msg/PointCloud2"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+INDOOR_RANGES = (4.0, 6.0, 8.0)
+OUTDOOR_RANGES = (20.0, 40.0, 80.0)
+RESIZE_NOTE = ("predictions of another size are resized to the ground truth's size "
+               "(bilinear for depth, nearest neighbour for labels)")
+#: Ground-truth depth bins (m) of the error-vs-range plot, per max depth.
+_BIN_COUNT = 20
+_CSV_COLUMNS = ("frame", "stamp_s", "gt_dt_ms", "coverage") + report.DEPTH_KEYS + (
+    "pixel_acc",)
+
+
+@dataclasses.dataclass
+class EvaluateOptions:
+    """Everything `synergy evaluate` needs (see ``synergy evaluate --help`` for each flag).
+
+    Depths are metres, ``max_dt_s`` seconds; ``ranges`` are the upper bounds (m) of the
+    depth-range table rows (an ``all`` row is always added).
+    """
+
+    bag: Path
+    gt_topic: str
+    pred_topic: str | None = None
+    pred_semantic_topic: str | None = None
+    image_topic: str | None = None
+    semantic_gt_topic: str | None = None
+    camera_info_topic: str | None = None
+    model: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "fp32"
+    num_threads: int | None = None
+    max_dt_s: float = 0.0
+    ranges: tuple[float, ...] = INDOOR_RANGES
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    label_set: str | None = None
+    num_classes: int | None = None
+    json_path: Path | None = None
+    csv_path: Path | None = None
+    markdown_path: Path | None = None
+    plots_dir: Path | None = None
+    output_bag: Path | None = None
+    output_prefix: str = "/synergy"
+    num_samples: int = 3
+    max_frames: int | None = None
+    max_pending: int = 64
+    progress: bool = True
+
+    @property
+    def mode(self) -> str:
+        """``model`` or ``prediction``."""
+        return "model" if self.model else "prediction"
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+def depth_from_image(msg) -> np.ndarray:
+    """Decode a depth Image to (H, W) float32 metres with NaN where invalid.
+
+    ``32FC1`` (and ``64FC1``) are metres (REP 118); ``16UC1`` / ``mono16`` are millimetres
+    with 0 = invalid. Other encodings raise ValueError.
+    """
+    from synergy_ros.ros.conversions import image_to_array
+
+    array = image_to_array(msg)
+    encoding = msg.encoding
+    if encoding in ("32FC1", "64FC1"):
+        depth = array.astype(np.float32)
+        depth[~(depth > 0)] = np.nan  # also catches NaN and -inf
+    elif encoding in ("16UC1", "mono16"):
+        depth = array.astype(np.float32) / 1000.0
+        depth[array == 0] = np.nan
+    else:
+        raise ValueError(f"depth image encoding {encoding!r} is not a depth encoding "
+                         "(expected 32FC1 metres or 16UC1 millimetres)")
+    if depth.ndim != 2:
+        raise ValueError(f"depth image must have one channel, got shape {depth.shape}")
+    return depth
+
+
+def labels_from_image(msg) -> np.ndarray:
+    """Decode a class-id Image (mono8, mono16, 8UC1, 16UC1) to (H, W) int64."""
+    from synergy_ros.ros.conversions import image_to_array
+
+    if msg.encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
+        raise ValueError(f"semantic image encoding {msg.encoding!r} is not a class-id "
+                         "encoding (expected mono8 or mono16)")
+    return image_to_array(msg).astype(np.int64)
+
+
+def depth_from_cloud(msg, intrinsics) -> np.ndarray:
+    """Project a PointCloud2 (optical frame, metres) into an (H, W) float32 depth image.
+
+    ``intrinsics`` (:class:`~synergy_ros.geometry.PinholeIntrinsics`) gives the image size and
+    projection u = fx x / z + cx, v = fy y / z + cy; the nearest point wins each pixel,
+    pixels without a point are NaN.
+    """
+    from synergy_ros.ros.pointcloud import pointcloud2_to_array
+
+    cloud = pointcloud2_to_array(msg)
+    names = cloud.dtype.names or ()
+    if not {"x", "y", "z"} <= set(names):
+        raise ValueError(f"point cloud has fields {names}, needs x, y, z")
+    x, y, z = (np.asarray(cloud[n], dtype=np.float64).reshape(-1) for n in ("x", "y", "z"))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z) & (z > 0)
+    x, y, z = x[ok], y[ok], z[ok]
+    u = np.round(intrinsics.fx * x / z + intrinsics.cx).astype(np.int64)
+    v = np.round(intrinsics.fy * y / z + intrinsics.cy).astype(np.int64)
+    width, height = int(intrinsics.width), int(intrinsics.height)
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    u, v, z = u[inside], v[inside], z[inside]
+    order = np.argsort(-z)  # far first, so the nearest point is written last
+    depth = np.full((height, width), np.nan, dtype=np.float32)
+    depth[v[order], u[order]] = z[order]
+    return depth
+
+
+def resize_to(array: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
+    """Resize (H, W) ``array`` to ``shape`` (bilinear, or nearest for labels); no-op if equal."""
+    if array.shape[:2] == tuple(shape):
+        return array
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    source = array.astype(np.float32) if nearest and array.dtype == np.int64 else array
+    out = cv2.resize(source, (shape[1], shape[0]), interpolation=interpolation)
+    return out.astype(array.dtype, copy=False)
+
+
+def stamp_ns(msg) -> int:
+    """``header.stamp`` of a message in nanoseconds."""
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bag reading on a prefetch thread
+# ---------------------------------------------------------------------------------------------
+class BagReadError(Exception):
+    """The bag could not be read further (truncated or corrupt); ``count`` messages were read."""
+
+    def __init__(self, count: int, cause: BaseException) -> None:
+        """Record how many messages were read before ``cause``."""
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.count = count
+        self.cause = cause
+
+
+def _decoded(messages: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    """(topic, rclpy message) per bagio.BagMessage; (topic, SynergyError) if undecodable."""
+    for message in messages:
+        try:
+            yield message.topic, message.message
+        except SynergyError as exc:
+            yield message.topic, exc
+
+
+def prefetch(messages: Iterable[Any], maxsize: int = 8) -> Iterator[Any]:
+    """Iterate ``messages`` on a daemon thread, at most ``maxsize`` items ahead.
+
+    Reading and deserialising overlap with inference; a failure while reading is re-raised
+    here as :class:`BagReadError` after the items read before it.
+    """
+    items: queue.Queue = queue.Queue(maxsize=maxsize)
+    done = object()
+    stop = threading.Event()
+
+    def worker() -> None:
+        count = 0
+        try:
+            for item in messages:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+                count += 1
+            items.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(BagReadError(count, exc))
+
+    thread = threading.Thread(target=worker, name="bag-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BagReadError):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming accumulators
+# ---------------------------------------------------------------------------------------------
+class DepthErrorBins:
+    """Mean abs-rel error and RMSE per ground-truth depth bin, accumulated over all pixels."""
+
+    def __init__(self, max_depth: float, bins: int = _BIN_COUNT) -> None:
+        """Bins of equal width over (0, max_depth] metres."""
+        self.edges = np.linspace(0.0, max_depth, bins + 1)
+        self.count = np.zeros(bins)
+        self.abs_rel = np.zeros(bins)
+        self.sq_err = np.zeros(bins)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> None:
+        """Add the (H, W) pixels where ``valid`` holds (metres)."""
+        g, p = gt[valid].astype(np.float64), pred[valid].astype(np.float64)
+        index = np.clip(np.searchsorted(self.edges, g, side="left") - 1, 0, len(self.count) - 1)
+        inside = g <= self.edges[-1]
+        index, g, p = index[inside], g[inside], p[inside]
+        self.count += np.bincount(index, minlength=len(self.count))
+        self.abs_rel += np.bincount(index, np.abs(p - g) / g, minlength=len(self.count))
+        self.sq_err += np.bincount(index, (p - g) ** 2, minlength=len(self.count))
+
+    def means(self) -> tuple[np.ndarray, np.ndarray]:
+        """(abs_rel, rmse) per bin, NaN where a bin saw no pixel."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.abs_rel / self.count, np.sqrt(self.sq_err / self.count)
+
+
+@dataclasses.dataclass
+class _Scores:
+    """Running sums over scored frames."""
+
+    depth_sums: dict = dataclasses.field(default_factory=dict)  # key -> (sum, frames)
+    depth_frames: int = 0
+    coverage_sum: float = 0.0
+    times_s: list = dataclasses.field(default_factory=list)
+    abs_rel: list = dataclasses.field(default_factory=list)
+    rmse: list = dataclasses.field(default_factory=list)
+    bad_frames: int = 0
+    bad_reasons: dict = dataclasses.field(default_factory=dict)
+
+    def add_depth(self, metrics: dict, coverage: float, time_s: float) -> None:
+        for key in report.DEPTH_KEYS:
+            value = metrics.get(key)
+            if value is not None and math.isfinite(value):  # NaN: no valid pixel
+                total, count = self.depth_sums.get(key, (0.0, 0))
+                self.depth_sums[key] = (total + float(value), count + 1)
+        self.depth_frames += 1
+        self.coverage_sum += coverage
+        self.times_s.append(time_s)
+        self.abs_rel.append(float(metrics.get("abs_rel", math.nan)))
+        self.rmse.append(float(metrics.get("rmse", math.nan)))
+
+    def add_bad(self, reason: str) -> None:
+        self.bad_frames += 1
+        self.bad_reasons[reason] = self.bad_reasons.get(reason, 0) + 1
+
+    def depth_means(self) -> dict:
+        if not self.depth_frames:
+            return {}
+        means = {key: total / count for key, (total, count) in self.depth_sums.items()}
+        means["coverage"] = self.coverage_sum / self.depth_frames
+        return means
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluator
+# ---------------------------------------------------------------------------------------------
+class Evaluator:
+    """Streams one bag through matching, prediction (model mode) and scoring.
+
+    Build it with :meth:`open` (checks the bag, topics and model), run :meth:`run`, then
+    :meth:`write_outputs`. ``result`` is the JSON-ready dict of everything measured.
+    """
+
+    def __init__(self, options: EvaluateOptions) -> None:
+        """Check the options and the bag (raises SynergyError naming the problem)."""
+        self.options = options
+        self.topic_types = check_bag(options)
+        self.predictor = None
+        self.class_names: list[str] | None = None
+        self.palette: list | None = None
+        self._camera_info = None
+        self._writer = None
+        self._warned_no_camera_info = False
+        self._samples: list[tuple[str, str]] = []
+        self._sample_every = 1
+        self._first_stamp_ns: int | None = None
+        self.scores = _Scores()
+        self.bins = DepthErrorBins(options.max_depth)
+        self.messages_read = 0
+        self.status = "complete"
+        self.notes: list[str] = []
+        self.seconds = 0.0
+        self.csv = report.FrameCsv(options.csv_path, _CSV_COLUMNS) if options.csv_path else None
+        self._setup_labels()
+        self._setup_metrics()
+        anchor = "image" if options.model else "pred"
+        optional = [name for name, topic in (("sem_gt", options.semantic_gt_topic),
+                                             ("pred_sem", options.pred_semantic_topic)) if topic]
+        self.matcher = StampMatcher(anchor, required=["gt"], optional=optional,
+                                    max_dt_ns=int(round(options.max_dt_s * 1e9)),
+                                    max_pending=options.max_pending)
+        self.stream_of = {options.gt_topic: "gt"}
+        if options.model:
+            self.stream_of[options.image_topic] = "image"
+        else:
+            self.stream_of[options.pred_topic] = "pred"
+        if options.semantic_gt_topic:
+            self.stream_of[options.semantic_gt_topic] = "sem_gt"
+        if options.pred_semantic_topic:
+            self.stream_of[options.pred_semantic_topic] = "pred_sem"
+
+    # -- setup ------------------------------------------------------------------------------
+    def _setup_labels(self) -> None:
+        options = self.options
+        if options.model:
+            from synergy_ros.runtime import load_predictor
+
+            self.predictor = load_predictor(options.model, backend=options.backend,
+                                            device=options.device,
+                                            precision=options.precision,
+                                            num_threads=options.num_threads)
+            self.class_names = list(self.predictor.meta.class_names)
+            self.palette = list(self.predictor.meta.palette)
+        elif options.label_set:
+            from synergy_ros.labels import get_label_set
+
+            label_set = get_label_set(options.label_set)
+            self.class_names = list(label_set.class_names)
+            self.palette = list(label_set.palette)
+        elif options.num_classes:
+            from synergy_ros.labels import get_label_set
+
+            self.class_names = [f"class_{i}" for i in range(options.num_classes)]
+            base = list(get_label_set("nyu40").palette)
+            self.palette = [base[i % len(base)] for i in range(options.num_classes)]
+        wants_semantic = bool(options.semantic_gt_topic
+                              and (options.model or options.pred_semantic_topic))
+        if wants_semantic and not self.class_names:
+            raise SynergyError("semantic scoring needs the class list: pass --label-set "
+                               "(synthetic, nyu40, cityscapes19, cityscapes21) or "
+                               "--num-classes N")
+
+    def _setup_metrics(self) -> None:
+        from synergy_ros.metrics import DepthRangeEvaluator, SemanticConfusion
+
+        options = self.options
+        self.range_evaluator = DepthRangeEvaluator(
+            list(options.ranges), min_depth=options.min_depth, max_depth=options.max_depth)
+        self.confusion = None
+        if options.semantic_gt_topic and self.class_names:
+            self.confusion = SemanticConfusion(len(self.class_names))
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Score every frame of the bag; returns :attr:`result` (also on partial runs)."""
+        from tqdm import tqdm
+
+        from synergy_ros import bagio
+
+        options = self.options
+        topics = list(self.stream_of)
+        camera_info_topic = options.camera_info_topic
+        if camera_info_topic:
+            topics.append(camera_info_topic)
+        if options.output_bag:
+            self._open_output_bag()
+        started = time.monotonic()
+        bar = tqdm(unit="frame", desc=f"evaluate {options.bag.name}",
+                   disable=not options.progress, dynamic_ncols=True)
+        scored = 0
+        try:
+            for topic, msg in prefetch(_decoded(bagio.iter_messages(options.bag, topics))):
+                self.messages_read += 1
+                if isinstance(msg, SynergyError):  # one undecodable message: skip it
+                    self.scores.add_bad(f"undecodable {topic} message")
+                    continue
+                if topic == camera_info_topic:
+                    self._camera_info = msg
+                    continue
+                for frame in self.matcher.push(self.stream_of[topic], stamp_ns(msg), msg):
+                    scored += self._score(frame)
+                    bar.update(1)
+                if options.max_frames and scored >= options.max_frames:
+                    self.notes.append(f"stopped after --max-frames {options.max_frames}")
+                    break
+            for frame in self.matcher.finish():
+                scored += self._score(frame)
+                bar.update(1)
+        except BagReadError as exc:
+            self.status = (f"{exc.cause} (results cover the {scored} frames scored before "
+                           "that)")
+            for frame in self.matcher.finish():
+                scored += self._score(frame)
+        except KeyboardInterrupt:
+            self.status = f"interrupted after {scored} frames"
+        finally:
+            bar.close()
+            self.seconds = time.monotonic() - started
+            if self._writer is not None:
+                self._writer.close()
+        return self.result
+
+    def _score(self, frame: MatchedFrame) -> int:
+        """Score one matched frame; returns 1 when scored, 0 when it had to be skipped."""
+        try:
+            self._score_frame(frame)
+        except ValueError as exc:  # a malformed message: count it, keep going
+            self.scores.add_bad(str(exc).split(":")[0][:80])
+            return 0
+        return 1
+
+    def _score_frame(self, frame: MatchedFrame) -> None:
+        from synergy_ros.metrics import depth_metrics
+
+        options = self.options
+        gt_msg = frame.items["gt"]
+        gt = self._decode_gt(gt_msg)
+        if options.model:
+            from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb
+
+            image_msg = frame.items["image"]
+            is_compressed = self.topic_types[options.image_topic] == COMPRESSED
+            rgb = compressed_to_rgb(image_msg) if is_compressed else image_to_rgb(image_msg)
+            prediction = self.predictor.predict(rgb)
+            pred_depth, pred_labels = prediction.depth, prediction.labels
+            if self._writer is not None:
+                self._write_prediction(image_msg, rgb, pred_depth, pred_labels)
+        else:
+            rgb = None
+            pred_depth = depth_from_image(frame.items["pred"])
+            pred_labels = (labels_from_image(frame.items["pred_sem"])
+                           if "pred_sem" in frame.items else None)
+        depth = resize_to(np.asarray(pred_depth, dtype=np.float32), gt.shape, nearest=False)
+        gt_valid = np.isfinite(gt) & (gt > 0)
+        pred_valid = np.isfinite(depth) & (depth > 0)
+        valid = gt_valid & pred_valid
+        coverage = float(valid.sum()) / max(int(gt_valid.sum()), 1)
+        gt_scored = np.where(valid, gt, 0.0).astype(np.float32)
+        pred_scored = np.where(pred_valid, depth, options.min_depth).astype(np.float32)
+        metrics = depth_metrics(pred_scored, gt_scored, min_depth=options.min_depth,
+                                max_depth=options.max_depth)
+        self.range_evaluator.update(pred_scored, gt_scored)
+        in_range = valid & (gt >= options.min_depth) & (gt <= options.max_depth)
+        self.bins.update(depth, gt, in_range)
+        if self._first_stamp_ns is None:
+            self._first_stamp_ns = frame.stamp_ns
+        time_s = (frame.stamp_ns - self._first_stamp_ns) / 1e9
+        self.scores.add_depth(metrics, coverage, time_s)
+        row = {"frame": self.scores.depth_frames - 1, "stamp_s": frame.stamp_ns / 1e9,
+               "gt_dt_ms": frame.dt_ns("gt") / 1e6, "coverage": coverage, **metrics}
+        labels_gt = labels = None
+        if self.confusion is not None and "sem_gt" in frame.items and pred_labels is not None:
+            labels_gt = labels_from_image(frame.items["sem_gt"])
+            labels = resize_to(np.asarray(pred_labels).astype(np.int64), labels_gt.shape,
+                               nearest=True)
+            self.confusion.update(labels, labels_gt)
+            known = labels_gt != 255
+            row["pixel_acc"] = float((labels[known] == labels_gt[known]).mean()) if known.any() \
+                else math.nan
+        if self.csv is not None:
+            self.csv.write(row)
+        self._maybe_sample(row["frame"], rgb, depth, gt, labels, labels_gt)
+
+    def _decode_gt(self, msg) -> np.ndarray:
+        if self.topic_types[self.options.gt_topic] == CLOUD:
+            if self._camera_info is None:
+                raise ValueError("no camera_info yet to project the ground-truth cloud")
+            from synergy_ros.ros.conversions import camera_info_to_intrinsics
+
+            return depth_from_cloud(msg, camera_info_to_intrinsics(self._camera_info))
+        return depth_from_image(msg)
+
+    # -- samples and output bag ---------------------------------------------------------------
+    def _maybe_sample(self, index: int, rgb, depth, gt, labels, labels_gt) -> None:
+        options = self.options
+        if not options.plots_dir or len(self._samples) >= options.num_samples:
+            return
+        if index % self._sample_every:
+            return
+        from synergy_ros.labels import colorize
+
+        panels = []
+        if rgb is not None:
+            panels.append(("input", rgb))
+        panels += [("prediction (m)", report.colorize_depth(depth, options.max_depth)),
+                   ("ground truth (m)", report.colorize_depth(gt, options.max_depth)),
+                   ("abs rel error 0-0.5", report.colorize_error(depth, gt))]
+        if labels is not None:
+            panels += [("labels", colorize(labels, self.palette)),
+                       ("label ground truth", colorize(labels_gt, self.palette))]
+        name = f"frame_{index:05d}.png"
+        report.write_png(Path(options.plots_dir) / name,
+                         report.panel_strip(panels, height=max(gt.shape[0], 120)))
+        self._samples.append((f"frame {index}", name))
+
+    def _open_output_bag(self) -> None:
+        from synergy_ros.bagio import BagWriter
+
+        self._writer = BagWriter(self.options.output_bag, storage="mcap")
+
+    def _write_prediction(self, image_msg, rgb, depth, labels) -> None:
+        """Write depth, semantic, semantic_color, camera_info and points for one image."""
+        from synergy_ros.labels import colorize
+        from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
+                                                 intrinsics_to_camera_info)
+        from synergy_ros.ros.pointcloud import build_pointcloud2
+
+        prefix = self.options.output_prefix.rstrip("/")
+        header = image_msg.header
+        when = stamp_ns(image_msg)
+        depth = np.asarray(depth, dtype=np.float32)
+        labels = np.asarray(labels)
+        out = {f"{prefix}/depth": array_to_image(depth, "32FC1", header),
+               f"{prefix}/semantic": array_to_image(
+                   labels.astype(np.uint8) if labels.max(initial=0) < 256
+                   else labels.astype(np.uint16),
+                   "mono8" if labels.max(initial=0) < 256 else "mono16", header),
+               f"{prefix}/semantic_color": array_to_image(colorize(labels, self.palette),
+                                                          "rgb8", header)}
+        if self._camera_info is not None:
+            intrinsics = camera_info_to_intrinsics(self._camera_info).scaled(
+                depth.shape[1], depth.shape[0])
+            colours = resize_to(rgb, depth.shape, nearest=False) if rgb is not None else None
+            out[f"{prefix}/depth/camera_info"] = intrinsics_to_camera_info(intrinsics, header)
+            out[f"{prefix}/points"] = build_pointcloud2(depth, colours, labels, intrinsics,
+                                                        header=header)
+        elif not self._warned_no_camera_info:
+            self._warned_no_camera_info = True
+            self.notes.append("no camera_info seen before the images: the output bag has no "
+                              "points or depth/camera_info (give --camera-info-topic)")
+        for topic, msg in out.items():
+            self._writer.write(topic, msg, when)
+
+    # -- results ----------------------------------------------------------------------------
+    @property
+    def result(self) -> dict:
+        """Everything measured, JSON-ready (see docs/evaluation.md for the keys)."""
+        options = self.options
+        stats = self.matcher.stats
+        frames = self.scores.depth_frames
+        result: dict[str, Any] = {
+            "bag": str(options.bag), "mode": options.mode, "status": self.status,
+            "model": options.model,
+            "backend": getattr(self.predictor, "backend_name", None),
+            "topics": {"image": options.image_topic, "prediction": options.pred_topic,
+                       "prediction_semantic": options.pred_semantic_topic,
+                       "ground_truth": options.gt_topic,
+                       "semantic_ground_truth": options.semantic_gt_topic,
+                       "camera_info": options.camera_info_topic},
+            "frames": frames, "messages_read": self.messages_read,
+            "seconds": self.seconds, "fps": frames / self.seconds if self.seconds else 0.0,
+            "max_dt_s": options.max_dt_s, "min_depth": options.min_depth,
+            "max_depth": options.max_depth,
+            "matching": stats.to_dict(),
+            "matching_summary": stats.summary(self.matcher.anchor),
+            "bad_frames": self.scores.bad_frames, "bad_frame_reasons": self.scores.bad_reasons,
+            "resize_note": RESIZE_NOTE,
+            "depth": self.scores.depth_means(),
+            "depth_ranges": self._range_rows() if frames else [],
+            "semantic": self._semantic() if frames else {},
+            "notes": list(self.notes),
+        }
+        if self.scores.bad_frames:
+            result["notes"].append(f"{self.scores.bad_frames} frames skipped as malformed: "
+                                   f"{self.scores.bad_reasons}")
+        return result
+
+    def _range_rows(self) -> list[dict]:
+        return [{"range": label, **row} for label, row in self.range_evaluator.compute().items()]
+
+    def _semantic(self) -> dict:
+        if self.confusion is None:
+            return {}
+        scores = self.confusion.compute()
+        semantic = {key: float(scores[key]) for key in ("pixel_acc", "mean_acc", "miou")
+                    if key in scores}
+        semantic["per_class_iou"] = dict(zip(self.class_names, scores["class_iou"]))
+        semantic["classes_present"] = scores["classes_present"]
+        return semantic
+
+    def write_outputs(self) -> dict[str, Path]:
+        """Write the requested CSV, plots, JSON and markdown; returns what was written."""
+        options = self.options
+        written: dict[str, Path] = {}
+        if self.csv is not None:
+            written["csv"] = self.csv.close()
+        plots: dict[str, Path] = self._write_plots() if options.plots_dir else {}
+        written.update(plots)
+        result = self.result
+        if options.json_path:
+            atomic_write_text(options.json_path,
+                              json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
+            written["json"] = options.json_path
+        if options.markdown_path:
+            base = Path(options.markdown_path).parent
+            images = [(caption, _relative(Path(options.plots_dir) / name, base))
+                      for caption, name in self._samples]
+            images += [(name.split(":", 1)[1].replace("_", " "), _relative(path, base))
+                       for name, path in plots.items()]
+            atomic_write_text(options.markdown_path, report.result_markdown(result, images))
+            written["markdown"] = options.markdown_path
+        if options.output_bag and self._writer is not None:
+            written["output_bag"] = options.output_bag
+        return written
+
+    def _write_plots(self) -> dict[str, Path]:
+        """Error-over-time and error-vs-range plots (matplotlib), or a note why not."""
+        if not report.matplotlib_available():
+            self.notes.append("matplotlib is not installed: error plots skipped "
+                              "(pip install matplotlib); the PNG frames are written")
+            return {}
+        if not self.scores.depth_frames:
+            return {}
+        abs_rel, rmse = self.bins.means()
+        paths = report.write_plots(Path(self.options.plots_dir), self.scores.times_s,
+                                   {"abs_rel": self.scores.abs_rel, "rmse (m)": self.scores.rmse},
+                                   self.bins.edges, abs_rel, rmse)
+        return {f"plot:{path.stem}": path for path in paths}
+
+
+def json_safe(value):
+    """Copy ``value`` with NaN / inf floats replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------------------------
+def _topic_list(topic_types: dict[str, str]) -> str:
+    return ", ".join(f"{topic} ({msgtype})" for topic, msgtype in sorted(topic_types.items()))
+
+
+def check_bag(options: EvaluateOptions) -> dict[str, str]:
+    """Check the bag exists and holds the requested topics with usable types.
+
+    Returns topic -> type. Raises SynergyError naming the problem (and listing the bag's
+    topics when one is missing or has the wrong type).
+    """
+    from synergy_ros import bagio
+
+    if options.model and options.pred_topic:
+        raise SynergyError("give either --model (with --image-topic) to run a model, or "
+                           "--pred-topic to score recorded predictions, not both")
+    if not options.model and not options.pred_topic:
+        raise SynergyError("nothing to score: give --model M --image-topic T (model mode) or "
+                           "--pred-topic T (prediction mode)")
+    if options.model and not options.image_topic:
+        raise SynergyError("model mode needs --image-topic (the camera images to run on)")
+    if options.pred_semantic_topic and options.model:
+        raise SynergyError("--pred-semantic-topic belongs to prediction mode; in model mode "
+                           "the model predicts the labels")
+    if options.output_bag and not options.model:
+        raise SynergyError("--output-bag writes a model's predictions: it needs --model "
+                           "(in prediction mode the predictions are already in the bag)")
+    if options.max_dt_s < 0 or not options.ranges or min(options.ranges) <= 0:
+        raise SynergyError("--max-dt must be >= 0 s and --ranges positive metres, e.g. 4,6,8")
+    if not 0 < options.min_depth < options.max_depth:
+        raise SynergyError(f"need 0 < --min-depth < --max-depth, got {options.min_depth} and "
+                           f"{options.max_depth}")
+    if not Path(options.bag).exists():
+        raise SynergyError(f"bag not found: {options.bag} (give the rosbag2 folder holding "
+                           "metadata.yaml, or its .mcap / .db3 file)")
+    try:
+        topic_types = bagio.bag_topics(options.bag)
+    except SynergyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rosbags raises several types for bad bags
+        raise SynergyError(f"cannot open bag {options.bag}: {exc}") from None
+    wanted = [
+        ("--gt-topic", options.gt_topic, (IMAGE, CLOUD)),
+        ("--image-topic", options.image_topic, (IMAGE, COMPRESSED)),
+        ("--pred-topic", options.pred_topic, (IMAGE,)),
+        ("--pred-semantic-topic", options.pred_semantic_topic, (IMAGE,)),
+        ("--semantic-gt-topic", options.semantic_gt_topic, (IMAGE,)),
+        ("--camera-info-topic", options.camera_info_topic, (CAMERA_INFO,)),
+    ]
+    for flag, topic, types in wanted:
+        if not topic:
+            continue
+        if topic not in topic_types:
+            raise SynergyError(f"{flag} {topic} is not in {options.bag}; its topics are: "
+                               f"{_topic_list(topic_types)}")
+        if topic_types[topic] not in types:
+            raise SynergyError(f"{flag} {topic} has type {topic_types[topic]}, expected "
+                               f"{' or '.join(types)}; the bag's topics are: "
+                               f"{_topic_list(topic_types)}")
+    if topic_types[options.gt_topic] == CLOUD and not options.camera_info_topic:
+        raise SynergyError(f"--gt-topic {options.gt_topic} is a PointCloud2: give "
+                           "--camera-info-topic so it can be projected into the image")
+    return topic_types
+
+
+def evaluate(options: EvaluateOptions) -> tuple[dict, dict[str, Path]]:
+    """Run a whole evaluation: check, stream, write outputs. Returns (result, written)."""
+    evaluator = Evaluator(options)
+    evaluator.run()
+    written = evaluator.write_outputs()
+    return evaluator.result, written
