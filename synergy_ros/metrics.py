@@ -8,7 +8,8 @@ finite; predictions are clipped to [min_depth, max_depth]; then
     log10 = mean(|log10 p - log10 g|)    delta_k = mean(max(g/p, p/g) < 1.25^k)
 
 Dataset figures are these per-image values averaged over images (``DepthRangeEvaluator``).
-The Eigen crop (rows 45:471, cols 41:601 of 480x640) is scaled to other image sizes.
+The Eigen crop (rows 45:471, cols 41:601 of 480x640) is scaled to other image sizes by the
+same fractions (truncated), e.g. rows 22:235, cols 20:300 on 240x320.
 Semantic (``SemanticConfusion``): a streaming confusion matrix (bounded memory) giving pixel
 accuracy, mean class accuracy and mIoU over the classes present in the ground truth.
 """
@@ -52,8 +53,10 @@ def crop_box(crop: Crop, height: int, width: int) -> Optional[tuple[int, int, in
             raise SynergyError(f"unknown crop {crop!r}; use 'eigen', None or "
                                f"(top, bottom, left, right)")
         top, bottom, left, right = EIGEN_CROP_480x640
-        return (round(top * height / 480), round(bottom * height / 480),
-                round(left * width / 640), round(right * width / 640))
+        # Same fractions as Garg's KITTI crop code (0.09375, 0.98125, 0.0640625, 0.9390625),
+        # truncated to integers as that code does; exact on 480x640.
+        return (int(top / 480 * height), int(bottom / 480 * height),
+                int(left / 640 * width), int(right / 640 * width))
     box = tuple(int(v) for v in crop)
     if len(box) != 4 or not (0 <= box[0] < box[1] <= height and 0 <= box[2] < box[3] <= width):
         raise SynergyError(f"crop {crop!r} is not (top, bottom, left, right) inside a "
