@@ -1,0 +1,137 @@
+"""`synergy export`: model file -> ONNX (checked against torch) or TensorRT engine."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "export a model file to ONNX (verified with onnxruntime) or build a TensorRT engine"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `synergy export` flags."""
+    parser.add_argument("--checkpoint", required=True,
+                        help="model file / training checkpoint (.pt); for --format engine an "
+                             "exported .onnx also works")
+    parser.add_argument("--format", choices=("onnx", "engine"), default="onnx")
+    parser.add_argument("--height", type=int, help="input height in pixels (default: the "
+                        "model's input_size)")
+    parser.add_argument("--width", type=int, help="input width in pixels (default: the "
+                        "model's input_size)")
+    parser.add_argument("--output", help="output file (default: beside the checkpoint for "
+                        "onnx, the engine cache for engine)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="onnx: float16 weights/activations with float32 I/O; engine: "
+                             "TensorRT FP16 kernels")
+    parser.add_argument("--int8", action="store_true",
+                        help="engine: INT8 (with FP16 fallback), calibrated on --calib-images")
+    parser.add_argument("--calib-images", help="folder of camera frames for INT8 calibration "
+                        "(the calibration cache is kept in the cache dir)")
+    parser.add_argument("--attention", action="store_true",
+                        help="also output the attention map")
+    parser.add_argument("--dynamic-batch", action="store_true",
+                        help="onnx: dynamic batch axis (static 1 by default)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the onnxruntime-vs-torch (or TensorRT-vs-onnxruntime) check")
+    parser.add_argument("--build-only", action="store_true",
+                        help="engine: build (or validate the cached) engine and exit, e.g. on "
+                             "a robot's first boot")
+    parser.add_argument("--cache-dir", help="ONNX/engine cache dir (default: "
+                        "$SYNERGY_CACHE_DIR or <model dir>/.synergy_cache)")
+    parser.add_argument("--workspace-gb", type=float, default=2.0,
+                        help="TensorRT builder workspace limit in GiB (default 2)")
+
+
+def _export_onnx(args, options, checkpoint):
+    from pathlib import Path
+
+    from synergy_ros.export import export_onnx
+
+    suffix = "_fp16" if options.fp16 else ""
+    output = Path(args.output or checkpoint.with_name(
+        f"{checkpoint.stem}_{options.height}x{options.width}{suffix}.onnx"))
+    report = export_onnx(checkpoint, output, options, verify=not args.no_verify)
+    print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, opset {options.opset}, "
+          f"{'dynamic' if options.dynamic_batch else 'static'} batch, "
+          f"{'fp16' if options.fp16 else 'fp32'}, input {options.height}x{options.width})")
+    if report is not None:
+        print(f"onnxruntime vs torch: {report.summary()} -> OK")
+    return 0
+
+
+def _build_engine(args, options, checkpoint, cache_dir):
+    from pathlib import Path
+
+    from synergy_ros.errors import SynergyError
+    from synergy_ros.export import cached_onnx
+    from synergy_ros.runtime.tensorrt_backend import engine_for_onnx, require_tensorrt
+
+    require_tensorrt("build the engine on the GPU machine that will run it (`synergy export "
+                     "--format engine --build-only`), or use --format onnx")
+    if args.int8 and not args.calib_images:
+        raise SynergyError("--int8 needs --calib-images DIR (a folder of camera frames)")
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    onnx_path = checkpoint
+    if checkpoint.suffix.lower() != ".onnx":
+        onnx_path = cached_onnx(checkpoint, cache_dir, options)
+    engine, record, built = engine_for_onnx(
+        onnx_path, cache_dir, precision, engine_path=args.output,
+        calib_images=args.calib_images, workspace_gb=args.workspace_gb)
+    state = f"built in {record.get('build_seconds', 0):.0f} s" if built else "cached, valid"
+    print(f"engine {engine} ({Path(engine).stat().st_size / 1e6:.1f} MB, {precision}, {state}) "
+          f"for {record['key']['gpu_name']} / TensorRT {record['key']['tensorrt_version']}")
+    if args.build_only or args.no_verify:
+        return 0
+    import numpy as np
+
+    from synergy_ros.export import sample_image
+    from synergy_ros.runtime import load_predictor
+
+    trt_pred = load_predictor(engine, backend="tensorrt")
+    ort_pred = load_predictor(onnx_path, backend="onnxruntime")
+    image = sample_image(*trt_pred.input_size)
+    got, want = trt_pred.predict(image), ort_pred.predict(image)
+    rel = float(np.mean(np.abs(got.depth - want.depth) / want.depth))
+    agree = float(np.mean(got.labels == want.labels))
+    print(f"TensorRT {precision} vs onnxruntime fp32: mean relative depth difference "
+          f"{rel:.3%}, label agreement {agree:.2%}")
+    limit = 1e-3 if precision == "fp32" else 1e-2
+    if rel > limit:
+        raise SynergyError(f"{engine}: TensorRT {precision} depth differs by {rel:.2%} (limit "
+                           f"{limit:.1%}) from onnxruntime; use a higher precision")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export or build, then report the checks."""
+    import logging
+    from pathlib import Path
+
+    from synergy_ros.errors import SynergyError
+    from synergy_ros.export import ExportOptions
+    from synergy_ros.runtime import default_cache_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise SynergyError(f"checkpoint {checkpoint} does not exist")
+    if args.format == "onnx" and (args.int8 or args.build_only or args.calib_images):
+        raise SynergyError("--int8, --calib-images and --build-only apply to --format engine")
+    if args.int8 and args.fp16:
+        raise SynergyError("choose one of --fp16 and --int8 (INT8 engines fall back to FP16)")
+    height, width = args.height, args.width
+    if checkpoint.suffix.lower() == ".onnx":
+        if args.format == "onnx":
+            raise SynergyError(f"{checkpoint} is already ONNX; pass the .pt model file")
+        height = width = 32  # unused: the ONNX's own size is used
+    elif height is None or width is None:
+        from synergy_ros.modelfile import load_model_file
+
+        model_h, model_w = load_model_file(checkpoint)["meta"].input_size
+        height, width = height or model_h, width or model_w
+    options = ExportOptions(height=height, width=width, with_attention=args.attention,
+                            fp16=args.fp16 and args.format == "onnx",
+                            dynamic_batch=args.dynamic_batch, opset=args.opset)
+    if args.format == "onnx":
+        return _export_onnx(args, options, checkpoint)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(checkpoint)
+    return _build_engine(args, options, checkpoint, cache_dir)
