@@ -172,3 +172,32 @@ def test_synthetic_bag_marks_sky_depth_nan_and_refuses_to_overwrite(tmp_path):
         assert np.isnan(depth).any()
     with pytest.raises(SynergyError, match="already exists"):
         write_synthetic_bag(path, 2, 24, 32)
+
+
+def test_synthetic_dataset_splits_and_contract():
+    import torch
+
+    from synergy_ros.data.synthetic import SyntheticDataset
+    from synergy_ros.data.transforms import build_transform
+    from synergy_ros.errors import SynergyError
+
+    train = SyntheticDataset("train", 4, 24, 32)
+    val = SyntheticDataset("val", 4, 24, 32)
+    assert len(train) == 4
+    assert {train.scene_seed(i) for i in range(4)}.isdisjoint(val.scene_seed(i) for i in range(4))
+    sample = train[1]
+    assert sample["image"].shape == (3, 24, 32) and sample["image"].dtype == torch.float32
+    assert sample["depth"].shape == (1, 24, 32) and (sample["depth"] > 0).all()
+    assert sample["labels"].dtype == torch.int64 and int(sample["labels"].max()) < 6
+    assert sample["has_depth"] and sample["has_labels"]
+    assert not torch.equal(train[0]["image"], val[0]["image"])
+    augmented = SyntheticDataset("train", 4, 24, 32, transform=build_transform((16, 24), True))
+    first = augmented[2]["image"]
+    assert first.shape == (3, 16, 24) and torch.equal(first, augmented[2]["image"])
+    augmented.set_epoch(1)
+    assert not torch.equal(first, augmented[2]["image"])
+    with pytest.raises(IndexError):
+        train[4]
+    for bad in ({"split": "dev"}, {"num_samples": 0}, {"kind": "forest"}):
+        with pytest.raises(SynergyError):
+            SyntheticDataset(**{"split": "train", "num_samples": 2, **bad})

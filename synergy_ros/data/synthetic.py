@@ -29,8 +29,10 @@ from typing import Iterator
 
 import numpy as np
 
+from synergy_ros.data.base import SampleDataset
+from synergy_ros.errors import SynergyError
 from synergy_ros.geometry import PinholeIntrinsics
-from synergy_ros.labels import SYNTHETIC_CLASSES
+from synergy_ros.labels import SYNTHETIC_CLASSES, get_label_set
 
 FLOOR, WALL, CEILING, BOX, CYLINDER, SKY = range(6)
 assert SYNTHETIC_CLASSES[SKY] == "sky"
@@ -546,7 +548,6 @@ def write_synthetic_bag(path, num_frames: int, height: int = 240, width: int = 3
     from tqdm import tqdm
 
     from synergy_ros.bagio import BagWriter
-    from synergy_ros.errors import SynergyError
 
     target = Path(path)
     if target.exists():
@@ -571,3 +572,55 @@ def write_synthetic_bag(path, num_frames: int, height: int = 240, width: int = 3
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return {"path": str(target), "frames": int(num_frames), "topics": dict(BAG_TOPICS),
             "seconds": (int(num_frames) - 1) / fps}
+
+
+# ----------------------------------------------------------------------------- dataset
+SPLIT_SEED_OFFSETS = {"train": 0, "val": 10_000_000, "test": 20_000_000}
+
+
+class SyntheticDataset(SampleDataset):
+    """Synthetic scenes as a dataset, rendered on the fly at ``height`` x ``width``.
+
+    Sample ``i`` of ``split`` is scene seed ``SPLIT_SEED_OFFSETS[split] + first_seed + i``, so
+    train / val / test never share a scene (for fewer than 10 million samples). Every sample
+    has depth and labels (label set ``synthetic``).
+    """
+
+    name = "synthetic"
+
+    def __init__(self, split: str = "train", num_samples: int = 1000, height: int = 240,
+                 width: int = 320, *, kind: str = "indoor", first_seed: int = 0,
+                 transform=None, seed: int = 0, hfov_deg: float = 60.0) -> None:
+        super().__init__(transform, seed)
+        if split not in SPLIT_SEED_OFFSETS:
+            raise SynergyError(f"synthetic split must be one of {list(SPLIT_SEED_OFFSETS)}, "
+                               f"got {split!r}")
+        if not 0 < int(num_samples) <= 10_000_000:
+            raise SynergyError(f"synthetic num_samples must be 1..10000000, got {num_samples}")
+        if kind not in SCENE_KINDS:
+            raise SynergyError(f"synthetic kind must be one of {SCENE_KINDS}, got {kind!r}")
+        if int(height) < 1 or int(width) < 1:
+            raise SynergyError(f"synthetic image size must be positive, got {width}x{height}")
+        self.split, self.num_samples = split, int(num_samples)
+        self.height, self.width, self.kind = int(height), int(width), kind
+        self.first_seed, self.hfov_deg = int(first_seed), float(hfov_deg)
+        self.label_set = get_label_set("synthetic")
+
+    def __len__(self) -> int:
+        """Number of scenes in the split."""
+        return self.num_samples
+
+    def scene_seed(self, index: int) -> int:
+        """Scene seed of sample ``index``."""
+        return SPLIT_SEED_OFFSETS[self.split] + self.first_seed + int(index)
+
+    def describe(self, index: int) -> str:
+        """Name the sample and its scene seed."""
+        return f"synthetic {self.split} sample {index} (scene seed {self.scene_seed(index)})"
+
+    def load(self, index: int) -> dict:
+        """Render the scene of sample ``index``."""
+        frame = render_scene(self.scene_seed(index), self.height, self.width,
+                             kind=self.kind, hfov_deg=self.hfov_deg)
+        return {"image": frame.rgb, "depth": frame.depth, "labels": frame.labels,
+                "has_depth": True, "has_labels": True}
