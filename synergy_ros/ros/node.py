@@ -1,11 +1,357 @@
-"""The synergy ROS 2 node (built by the node issue; this entry point exists already)."""
+"""The synergy ROS 2 node: camera image in; depth, semantic mask and PointCloud2 out.
+
+``ros2 run synergy_ros synergy_node --ros-args --params-file config/synergy.yaml
+-r image:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info``
+
+Topics (relative, remappable) and parameters: docs/node.md and synergy_ros.ros.params.
+The executor thread only converts and hands frames to a :class:`FrameWorker`; inference and
+publishing run on the worker thread (newest frame wins, drops counted).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
 import sys
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from synergy_ros.errors import SynergyError
+from synergy_ros.geometry import PinholeIntrinsics
+from synergy_ros.ros import params as node_params
+from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
+                                         compressed_to_rgb, image_to_rgb,
+                                         intrinsics_to_camera_info)
+from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
+from synergy_ros.ros.pointcloud import build_pointcloud2
+from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
+
+THROTTLE_S = 5.0
 
 
-def main() -> int:
-    """Entry point of `synergy_node` / `ros2 run synergy_ros synergy_node`."""
-    print("synergy_node: not built yet (issue 7: the ROS 2 node).", file=sys.stderr)
-    return 2
+@dataclasses.dataclass
+class Frame:
+    """A received camera frame waiting for inference.
+
+    ``rgb`` (H, W, 3) uint8 for raw images (a view on the message data where possible);
+    ``compressed`` the CompressedImage still to decode (decoded on the worker thread).
+    ``received`` is time.perf_counter() at the callback.
+    """
+
+    header: Any
+    received: float
+    rgb: np.ndarray | None = None
+    compressed: Any = None
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
+                      durability=DurabilityPolicy.VOLATILE,
+                      reliability=(ReliabilityPolicy.RELIABLE if reliability == "reliable"
+                                   else ReliabilityPolicy.BEST_EFFORT))
+
+
+def _resize(image: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    import cv2
+
+    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=mode)
+
+
+class SynergyNode(Node):
+    """Monocular depth + semantics + organized PointCloud2 from one camera.
+
+    Component-style: everything lives in the instance, so it can be composed with other
+    nodes in one process (pass ``context``, ``namespace``, ``parameter_overrides``...).
+
+    Args:
+        node_name: ROS node name.
+        predictor: an already built synergy_ros.runtime Predictor (composition, tests,
+            benchmarks); by default one is loaded from the ``model`` parameter.
+        **kwargs: passed to rclpy.node.Node.
+
+    Raises:
+        SynergyError: missing/broken model, inconsistent parameters.
+        rclpy.exceptions.InvalidParameterValueException: a parameter fails its check.
+    """
+
+    def __init__(self, node_name: str = "synergy_node", *, predictor=None, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.add_on_set_parameters_callback(node_params.on_set_callback)
+        self._settings = node_params.declare_all(self)
+        self.add_post_set_parameters_callback(self._on_parameters_changed)
+        self._predictor = predictor if predictor is not None else self._load_predictor()
+        meta = self._predictor.meta
+        self._palette = np.zeros((max(meta.num_classes, 1), 3), np.uint8)
+        self._palette[:len(meta.palette)] = np.asarray(meta.palette, np.uint8).reshape(-1, 3)
+        self._intrinsics: PinholeIntrinsics | None = None
+        self._camera_info_size: tuple[int, int] | None = None
+        self._input_rate, self._output_rate = RateMeter(), RateMeter()
+        self._latency, self._inference = LatencyStats(), LatencyStats()
+        self._received = self._bad = self._skipped = self._reported_errors = 0
+        s = self._settings
+        in_qos = _qos(s["qos_reliability"], s["qos_depth"])
+        out_qos = _qos(s["output_qos_reliability"], s["output_qos_depth"])
+        self._pubs = {
+            "depth": self.create_publisher(Image, "depth", out_qos),
+            "depth_info": self.create_publisher(CameraInfo, "depth/camera_info", out_qos),
+            "semantic": self.create_publisher(Image, "semantic", out_qos),
+            "semantic_color": self.create_publisher(Image, "semantic_color", out_qos),
+            "points": self.create_publisher(PointCloud2, "points", out_qos),
+        }
+        if s["publish_attention"]:
+            self._pubs["attention"] = self.create_publisher(Image, "attention", out_qos)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._worker = FrameWorker(self._process, self._on_worker_error, s["queue_policy"])
+        if s["use_compressed"]:
+            self._image_sub = self.create_subscription(
+                CompressedImage, "image/compressed", self._on_compressed, in_qos)
+        else:
+            self._image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
+        self._info_sub = self.create_subscription(CameraInfo, "camera_info",
+                                                  self._on_camera_info, in_qos)
+        self._diag_timer = self.create_timer(s["diagnostics_period"], self._publish_diagnostics)
+        describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
+        self.get_logger().info(
+            f"synergy_node ready: {self._image_sub.topic_name} -> depth, semantic, points; "
+            f"model {describe.get('model') or s['model']}, backend "
+            f"{getattr(self._predictor, 'backend_name', '?')} on "
+            f"{describe.get('device', '?')}, input {self._predictor.input_size}, "
+            f"{meta.num_classes} classes")
+
+    # ---- setup -------------------------------------------------------------------------
+    def _load_predictor(self):
+        from synergy_ros.runtime import load_predictor
+
+        s = self._settings
+        if not s["model"]:
+            raise SynergyError("parameter 'model' is empty: pass -p model:=/path/to/model.pt "
+                               "(or .onnx/.engine) or set it in config/synergy.yaml")
+        width, height = s["input_width"], s["input_height"]
+        if bool(width) != bool(height):
+            raise SynergyError(f"set both input_width and input_height (got {width}x{height}),"
+                               " or leave both 0 for the model's own input size")
+        return load_predictor(
+            s["model"], backend=s["backend"], device=s["device"], precision=s["precision"],
+            engine_cache_dir=s["engine_cache_dir"] or None,
+            input_size=(height, width) if width else None,
+            output_resolution=s["output_resolution"], with_attention=s["publish_attention"],
+            num_threads=s["num_threads"] or None)
+
+    def _on_parameters_changed(self, parameters) -> None:
+        for parameter in parameters:
+            self._settings[parameter.name] = parameter.value
+            if parameter.name == "queue_policy":
+                self._worker.policy = parameter.value
+
+    # ---- executor-thread callbacks (fast: never wait for inference) ----------------------
+    def _drop_bad(self, what: str, exc: Exception) -> None:
+        self._bad += 1
+        self.get_logger().warning(f"dropping bad {what} message ({self._bad} so far): {exc}",
+                                  throttle_duration_sec=THROTTLE_S)
+
+    def _on_image(self, msg: Image) -> None:
+        received = time.perf_counter()
+        self._received += 1
+        self._input_rate.tick()
+        try:
+            rgb = image_to_rgb(msg)
+        except ValueError as exc:
+            self._drop_bad("image", exc)
+            return
+        self._worker.submit(Frame(msg.header, received, rgb=rgb))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        received = time.perf_counter()
+        self._received += 1
+        self._input_rate.tick()
+        self._worker.submit(Frame(msg.header, received, compressed=msg))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self._intrinsics = camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            self._drop_bad("camera_info", exc)
+
+    # ---- worker thread -----------------------------------------------------------------
+    def _wanted(self) -> dict[str, bool]:
+        """Which outputs are enabled and have at least one subscriber right now."""
+        s = self._settings
+
+        def subscribed(key: str) -> bool:
+            return key in self._pubs and self._pubs[key].get_subscription_count() > 0
+
+        return {"depth": s["publish_depth"] and subscribed("depth"),
+                "depth_info": s["publish_depth"] and subscribed("depth_info"),
+                "semantic": s["publish_semantic"] and subscribed("semantic"),
+                "semantic_color": s["publish_semantic_color"] and subscribed("semantic_color"),
+                "points": s["publish_points"] and subscribed("points"),
+                "attention": subscribed("attention")}
+
+    def _camera_intrinsics(self, width: int, height: int) -> PinholeIntrinsics | None:
+        """Intrinsics of the width x height camera image (camera_info or fallback_fov)."""
+        intrinsics = self._intrinsics
+        if intrinsics is not None:
+            if (intrinsics.width, intrinsics.height) != (width, height):
+                self.get_logger().warning(
+                    f"camera_info is for {intrinsics.width}x{intrinsics.height} but images are "
+                    f"{width}x{height}; scaling the intrinsics", throttle_duration_sec=30.0)
+                intrinsics = intrinsics.scaled(width, height)
+            return intrinsics
+        fov = self._settings["fallback_fov"]
+        if fov > 0:
+            return PinholeIntrinsics.from_fov(math.radians(fov), width, height)
+        self.get_logger().warning(
+            f"no camera_info on {self._info_sub.topic_name} yet: publishing depth and masks, "
+            "the point cloud waits (set fallback_fov to assume a field of view)",
+            throttle_duration_sec=10.0)
+        return None
+
+    def _process(self, frame: Frame) -> None:
+        rgb = frame.rgb
+        if frame.compressed is not None:
+            try:
+                rgb = compressed_to_rgb(frame.compressed)
+            except ValueError as exc:
+                self._drop_bad("compressed image", exc)
+                return
+        wanted = self._wanted()
+        if not any(wanted.values()):
+            self._skipped += 1
+            return
+        t0 = time.perf_counter()
+        prediction = self._predictor.predict(rgb)
+        self._inference.add((time.perf_counter() - t0) * 1e3)
+        self._publish(frame, rgb, prediction, wanted)
+        self._latency.add((time.perf_counter() - frame.received) * 1e3)
+        self._output_rate.tick()
+
+    def _publish(self, frame: Frame, rgb: np.ndarray, prediction, wanted: dict) -> None:
+        s, header, pubs = self._settings, frame.header, self._pubs
+        depth = np.asarray(prediction.depth, dtype=np.float32)
+        height, width = depth.shape
+        depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
+        camera = None
+        if wanted["depth_info"] or wanted["points"]:
+            camera = self._camera_intrinsics(rgb.shape[1], rgb.shape[0])
+        depth_intrinsics = None if camera is None else camera.scaled(width, height)
+        small_rgb = None
+        if wanted["points"] or (wanted["semantic_color"] and s["semantic_blend"] > 0):
+            small_rgb = _resize(rgb, width, height)
+        if wanted["depth"]:
+            if s["depth_encoding"] == "16UC1":
+                millimetres = np.clip(np.nan_to_num(depth * 1000.0, nan=0.0) + 0.5, 0, 65535)
+                pubs["depth"].publish(array_to_image(millimetres.astype(np.uint16), "16UC1",
+                                                     header))
+            else:
+                pubs["depth"].publish(array_to_image(depth, "32FC1", header))
+        if wanted["depth_info"] and depth_intrinsics is not None:
+            pubs["depth_info"].publish(intrinsics_to_camera_info(depth_intrinsics, header))
+        labels = np.asarray(prediction.labels)
+        if wanted["semantic"]:
+            encoding = "mono8" if labels.dtype == np.uint8 else "mono16"
+            pubs["semantic"].publish(array_to_image(
+                labels.astype(np.uint8 if encoding == "mono8" else np.uint16, copy=False),
+                encoding, header))
+        if wanted["semantic_color"]:
+            colour = np.take(self._palette, labels, axis=0, mode="clip")
+            blend = s["semantic_blend"]
+            if blend > 0:
+                colour = (colour * (1.0 - blend) + small_rgb * blend + 0.5).astype(np.uint8)
+            pubs["semantic_color"].publish(array_to_image(colour, "rgb8", header))
+        if wanted["points"] and depth_intrinsics is not None:
+            pubs["points"].publish(build_pointcloud2(
+                depth, small_rgb, labels, depth_intrinsics, header,
+                decimation=s["cloud_decimation"], max_range=s["max_range"]))
+        if wanted["attention"] and prediction.attention is not None:
+            attention = _resize(np.asarray(prediction.attention, np.float32), width, height)
+            pubs["attention"].publish(array_to_image(attention, "32FC1", header))
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=THROTTLE_S)
+
+    # ---- diagnostics -------------------------------------------------------------------
+    def snapshot(self) -> PipelineSnapshot:
+        """Current counters, rates and latency percentiles."""
+        last = self._input_rate.last()
+        errors = self._worker.errors
+        new_errors, self._reported_errors = errors - self._reported_errors, errors
+        lat50, lat95 = self._latency.percentiles(50, 95)
+        inf50, inf95 = self._inference.percentiles(50, 95)
+        describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
+        size = self._predictor.input_size
+        return PipelineSnapshot(
+            input_rate_hz=self._input_rate.rate(), output_rate_hz=self._output_rate.rate(),
+            latency_p50_ms=lat50, latency_p95_ms=lat95, inference_p50_ms=inf50,
+            inference_p95_ms=inf95, frames_received=self._received,
+            frames_processed=self._output_rate.total, frames_dropped=self._worker.dropped,
+            frames_skipped_no_subscribers=self._skipped, bad_messages=self._bad,
+            processing_errors=errors, new_errors=new_errors,
+            seconds_since_input=None if last is None else time.monotonic() - last,
+            camera_info=("received" if self._intrinsics is not None else
+                         "fallback_fov" if self._settings["fallback_fov"] > 0 else "missing"),
+            backend=str(getattr(self._predictor, "backend_name", "?")),
+            device=str(describe.get("device", "?")),
+            model=str(describe.get("model") or self._settings["model"]),
+            input_size=f"{size[1]}x{size[0]}")
+
+    def _publish_diagnostics(self) -> None:
+        self._diag_pub.publish(to_diagnostic_array(
+            self.snapshot(), f"{self.get_name()}: pipeline", self.get_clock().now().to_msg()))
+
+    def destroy_node(self) -> None:
+        """Stop the worker (after its current frame), release the predictor, destroy."""
+        if hasattr(self, "_worker"):
+            self._worker.stop()
+        predictor = getattr(self, "_predictor", None)
+        if predictor is not None and hasattr(predictor, "close"):
+            predictor.close()
+        super().destroy_node()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``synergy_node`` / ``ros2 run synergy_ros synergy_node``.
+
+    Exit status: 0 after Ctrl-C / SIGTERM, 1 when the model cannot be loaded or a parameter is
+    invalid (one line on stderr, no traceback).
+    """
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    rclpy.init(args=sys.argv if argv is None else argv)
+    node = None
+    try:
+        node = SynergyNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (SynergyError, InvalidParameterValueException, InvalidParameterTypeException) as exc:
+        print(f"synergy_node: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - e.g. a backend failing to open a model
+        print(f"synergy_node: failed to start: {type(exc).__name__}: {_one_line(exc)}",
+              file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":

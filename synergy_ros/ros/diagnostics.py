@@ -1,0 +1,75 @@
+"""diagnostic_msgs/DiagnosticArray for the node's pipeline (rates, latency, drops, backend).
+
+Like diagnostic_updater's FrequencyStatus and a TimeStampStatus in one status named
+``<node name>: pipeline``: OK while frames flow, WARN when no image arrived for
+``stale_after_s``, when more than half of the frames are dropped or no camera_info is known
+(clouds wait), ERROR after processing errors in the last period.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass
+class PipelineSnapshot:
+    """Numbers the node reports each diagnostics period (rates in Hz, times in ms)."""
+
+    input_rate_hz: float
+    output_rate_hz: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    inference_p50_ms: float
+    inference_p95_ms: float
+    frames_received: int
+    frames_processed: int
+    frames_dropped: int
+    frames_skipped_no_subscribers: int
+    bad_messages: int
+    processing_errors: int
+    new_errors: int
+    seconds_since_input: float | None
+    camera_info: str
+    backend: str
+    device: str
+    model: str
+    input_size: str
+    stale_after_s: float = 5.0
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.2f}"
+    return "none" if value is None else str(value)
+
+
+def status_level(snap: PipelineSnapshot) -> tuple[bytes, str]:
+    """(DiagnosticStatus level (an octet: OK, WARN, ERROR), message) summarising ``snap``."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    if snap.new_errors:
+        return DiagnosticStatus.ERROR, f"{snap.new_errors} frames failed in processing"
+    if snap.seconds_since_input is None:
+        return DiagnosticStatus.WARN, "no image received yet"
+    if snap.seconds_since_input > snap.stale_after_s:
+        return DiagnosticStatus.WARN, f"no image for {snap.seconds_since_input:.1f} s"
+    if snap.frames_received > 10 and snap.frames_dropped > snap.frames_received / 2:
+        return (DiagnosticStatus.WARN, "dropping most frames: inference slower than the "
+                f"camera ({snap.input_rate_hz:.1f} Hz in, {snap.output_rate_hz:.1f} Hz out)")
+    if snap.camera_info == "missing":
+        return DiagnosticStatus.WARN, "no camera_info: point cloud waits"
+    return DiagnosticStatus.OK, "running"
+
+
+def to_diagnostic_array(snap: PipelineSnapshot, name: str, stamp):
+    """DiagnosticArray with one status ``name`` holding every field of ``snap`` as key/value."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    level, message = status_level(snap)
+    values = [KeyValue(key=field.name, value=_fmt(getattr(snap, field.name)))
+              for field in dataclasses.fields(snap)]
+    status = DiagnosticStatus(level=level, name=name, message=message,
+                              hardware_id=snap.model, values=values)
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

@@ -1,0 +1,168 @@
+"""The node's parameters: one table of specs, declared with descriptions and ranges.
+
+Every parameter is declared with a ``ParameterDescriptor`` (description, allowed values,
+``IntegerRange`` / ``FloatingPointRange``), so ``ros2 param describe`` documents it and rclpy
+rejects out-of-range values. :func:`check_value` adds the checks ranges cannot express (choices,
+paths) and runs both at start (from ``--params-file config/synergy.yaml``) and on every
+``ros2 param set`` (through ``add_on_set_parameters_callback``), returning the reason.
+Parameters marked ``read_only`` (model, backend, QoS, ...) need a node restart to change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISION_CHOICES = ("fp32", "fp16", "int8")
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+QUEUE_POLICIES = ("latest", "drop_new")
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+OUTPUT_RESOLUTIONS = ("model", "input")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: name, default (its type is the parameter's type), documentation.
+
+    ``choices`` restricts strings; ``value_range`` (low, high) is an IntegerRange or
+    FloatingPointRange depending on the default's type; ``read_only`` parameters are fixed
+    once the node runs (model, backend, QoS: restart to change).
+    """
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple = ()
+    value_range: tuple | None = None
+    read_only: bool = False
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model", "", "Model file: .pt (synergy train), .onnx (synergy export) or "
+              "TensorRT .engine. Required.", read_only=True),
+    ParamSpec("backend", "auto", "Inference backend; auto = TensorRT with a CUDA GPU, else "
+              "onnxruntime, else torch.", BACKEND_CHOICES, read_only=True),
+    ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N.", read_only=True),
+    ParamSpec("precision", "fp32", "fp32, fp16 (GPU) or int8 (TensorRT).", PRECISION_CHOICES,
+              read_only=True),
+    ParamSpec("engine_cache_dir", "", "Where ONNX exports and TensorRT engines are cached; "
+              "empty = beside the model or ~/.cache/synergy_ros.", read_only=True),
+    ParamSpec("num_threads", 0, "CPU threads for inference; 0 = the backend's default.",
+              value_range=(0, 256), read_only=True),
+    ParamSpec("input_width", 0, "Width (px) the network runs at; 0 = the model's own size.",
+              value_range=(0, 8192), read_only=True),
+    ParamSpec("input_height", 0, "Height (px) the network runs at; 0 = the model's own size.",
+              value_range=(0, 8192), read_only=True),
+    ParamSpec("output_resolution", "model", "Size of depth/semantic/cloud outputs: 'model' "
+              "(the network's, cheaper; depth/camera_info is scaled to it) or 'input' (the "
+              "camera image's).", OUTPUT_RESOLUTIONS, read_only=True),
+    ParamSpec("use_compressed", False, "Subscribe to image/compressed (jpeg/png "
+              "CompressedImage) instead of image.", read_only=True),
+    ParamSpec("qos_reliability", "best_effort", "Camera subscriptions' reliability: "
+              "best_effort (SensorDataQoS, REP 2003) or reliable.", RELIABILITY_CHOICES,
+              read_only=True),
+    ParamSpec("qos_depth", 5, "Camera subscriptions' keep-last depth.", value_range=(1, 100),
+              read_only=True),
+    ParamSpec("output_qos_reliability", "reliable", "Output publishers' reliability (reliable "
+              "also serves best-effort subscribers).", RELIABILITY_CHOICES, read_only=True),
+    ParamSpec("output_qos_depth", 2, "Output publishers' keep-last depth.",
+              value_range=(1, 100), read_only=True),
+    ParamSpec("queue_policy", "latest", "While inference is busy: 'latest' replaces the "
+              "pending frame with each new one, 'drop_new' keeps the pending frame and drops "
+              "new ones. Either way at most one frame waits and drops are counted.",
+              QUEUE_POLICIES),
+    ParamSpec("publish_depth", True, "Publish depth (REP 118) and depth/camera_info."),
+    ParamSpec("depth_encoding", "32FC1", "depth encoding: 32FC1 metres with NaN invalid, or "
+              "16UC1 millimetres with 0 invalid.", DEPTH_ENCODINGS),
+    ParamSpec("publish_semantic", True, "Publish semantic (mono8, mono16 for > 255 classes)."),
+    ParamSpec("publish_semantic_color", True, "Publish semantic_color (rgb8, model palette)."),
+    ParamSpec("semantic_blend", 0.0, "Weight of the camera image in semantic_color: 0 = pure "
+              "palette, 0.5 = half/half.", value_range=(0.0, 1.0)),
+    ParamSpec("publish_points", True, "Publish points (organized PointCloud2 xyz+rgb+label)."),
+    ParamSpec("cloud_decimation", 1, "Keep every n-th row and column in points.",
+              value_range=(1, 16)),
+    ParamSpec("max_range", 20.0, "Points with depth beyond this (m) are NaN.",
+              value_range=(0.1, 1000.0)),
+    ParamSpec("publish_attention", False, "Publish attention (32FC1): the depth branch's "
+              "attention map (the model must provide it).", read_only=True),
+    ParamSpec("fallback_fov", 0.0, "Horizontal field of view (degrees) assumed when no "
+              "camera_info arrives; 0 = wait for camera_info (depth and masks are published "
+              "anyway).", value_range=(0.0, 179.0)),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
+              value_range=(0.1, 60.0), read_only=True),
+)
+SPECS = {spec.name: spec for spec in PARAMS}
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Return why ``value`` is invalid for parameter ``name``, or None when it is fine.
+
+    Checks choices, ranges and formats (types are checked by rclpy). Unknown names pass
+    (rclpy rejects undeclared parameters itself).
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
+    if spec.value_range is not None and isinstance(value, (int, float)):
+        low, high = spec.value_range
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name} must be a finite number in [{low}, {high}]; got {value}"
+        if not low <= value <= high:
+            return f"{name} must be in [{low}, {high}]; got {value}"
+    if name == "device" and not (value in ("auto", "cpu", "cuda") or (
+            isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit())):
+        return f"device must be auto, cpu, cuda or cuda:N; got {value!r}"
+    if name in ("input_width", "input_height") and value and value < 16:
+        return f"{name} must be 0 (model default) or >= 16 px; got {value}"
+    return None
+
+
+def descriptor(spec: ParamSpec):
+    """The rcl_interfaces ParameterDescriptor for ``spec`` (description, range, read_only)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    desc = ParameterDescriptor(name=spec.name, description=spec.description,
+                               read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.value_range is not None:
+        low, high = spec.value_range
+        if isinstance(spec.default, bool):
+            pass
+        elif isinstance(spec.default, int):
+            desc.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+        else:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(low),
+                                                            to_value=float(high), step=0.0)]
+    return desc
+
+
+def declare_all(node) -> dict:
+    """Declare every parameter on ``node`` and return {name: value} as set at start.
+
+    Register the validating on-set callback (:func:`on_set_callback`) before calling this,
+    so values from a params file are checked too. Raises rclpy's
+    InvalidParameterValueException / InvalidParameterTypeException with the reason.
+    """
+    for spec in PARAMS:
+        node.declare_parameter(spec.name, spec.default, descriptor(spec))
+    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
+
+
+def on_set_callback(parameters) -> Any:
+    """``add_on_set_parameters_callback`` hook: reject invalid values with the reason."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    for parameter in parameters:
+        reason = check_value(parameter.name, parameter.value)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)
+
+
+def yaml_defaults(node_name: str = "synergy_node") -> dict:
+    """The ``{node: {ros__parameters: {...}}}`` dict of all defaults (for config files)."""
+    return {node_name: {"ros__parameters": {spec.name: spec.default for spec in PARAMS}}}

@@ -1,0 +1,178 @@
+"""Helpers to drive the node over real DDS from tests and benchmarks (no mocks).
+
+* :func:`make_model_file` writes a real (untrained) synergy model file with a tiny input size.
+* :class:`SlowPredictor` is a real torch predictor whose ``infer`` also sleeps, standing in
+  for a slow GPU-less deployment in overload tests: its outputs are the real network's.
+* :class:`RosHarness` owns an rclpy Context, a helper node that publishes camera topics and
+  records every message on the node's outputs, and an executor spinning in a thread.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def make_model_file(path: str | Path, num_classes: int = 5, input_size=(48, 64),
+                    encoder: str = "resnet18", seed: int = 0) -> Path:
+    """Write an untrained but real synergy model file (``build_network`` + ``save_model_file``).
+
+    Args:
+        path: output ``.pt``.
+        num_classes: semantic classes (> 255 gives uint16 labels / mono16 masks).
+        input_size: (height, width) the model runs at, pixels.
+        encoder: resnet18/34/50/101.
+        seed: torch seed for the random weights.
+    """
+    import torch
+
+    from synergy_ros.modelfile import ModelMeta, save_model_file
+    from synergy_ros.network import build_network
+
+    torch.manual_seed(seed)
+    network = build_network({"encoder": encoder, "num_classes": num_classes,
+                             "max_depth": 10.0})
+    rng = np.random.default_rng(seed)
+    meta = ModelMeta(network=network.config.to_dict(),
+                     class_names=[f"class_{i}" for i in range(num_classes)],
+                     palette=rng.integers(0, 256, (num_classes, 3)).tolist(),
+                     input_size=tuple(input_size), max_depth=10.0)
+    save_model_file(path, network.state_dict(), meta)
+    return Path(path)
+
+
+def slow_predictor(model_path: str | Path, delay_s: float, **kwargs):
+    """A real TorchPredictor for ``model_path`` whose inference takes ``delay_s`` longer."""
+    from synergy_ros.runtime.torch_backend import TorchPredictor
+
+    class SlowPredictor(TorchPredictor):
+        """TorchPredictor + a fixed sleep per batch (a slower device, same real outputs)."""
+
+        def infer(self, batch):
+            """Sleep ``delay_s`` then run the real network."""
+            time.sleep(delay_s)
+            return super().infer(batch)
+
+    return SlowPredictor(model_path, **kwargs)
+
+
+class RosHarness:
+    """An isolated rclpy context with a helper node and an executor thread.
+
+    Args:
+        namespace: namespace of the helper node; topics are given relative to it.
+    """
+
+    def __init__(self, namespace: str = "/") -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f"harness_{int(time.time() * 1e3) % 100000}",
+                                      namespace=namespace, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._nodes = [self.node]
+        self.received: dict[str, list] = {}
+        self.receive_times: dict[str, list] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+
+    def add_node(self, node) -> None:
+        """Spin another node (e.g. a SynergyNode built with ``context=harness.context``).
+
+        The harness destroys it on :meth:`close`.
+        """
+        self.executor.add_node(node)
+        self._nodes.append(node)
+
+    def publisher(self, msg_type, topic: str, reliable: bool = True, depth: int = 10):
+        """A publisher on ``topic`` with the given reliability, keep-last ``depth``."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable
+                         else ReliabilityPolicy.BEST_EFFORT)
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def record(self, msg_type, topic: str, key: str | None = None, reliable: bool = True):
+        """Subscribe to ``topic`` and keep every message under ``key`` (default: topic)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        key = key or topic
+        with self._lock:
+            self.received.setdefault(key, [])
+            self.receive_times.setdefault(key, [])
+
+        def callback(msg, key=key):
+            with self._lock:
+                self.received[key].append(msg)
+                self.receive_times[key].append(time.perf_counter())
+
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE if reliable
+                         else ReliabilityPolicy.BEST_EFFORT)
+        return self.node.create_subscription(msg_type, topic, callback, qos)
+
+    def messages(self, key: str) -> list:
+        """A copy of the messages recorded under ``key``."""
+        with self._lock:
+            return list(self.received.get(key, []))
+
+    def clear(self) -> None:
+        """Forget recorded messages (subscriptions stay)."""
+        with self._lock:
+            for key in self.received:
+                self.received[key].clear()
+                self.receive_times[key].clear()
+
+    @staticmethod
+    def wait_for(condition: Callable[[], Any], timeout: float, period: float = 0.02,
+                 during: Callable[[], None] | None = None, every: float = 0.1) -> bool:
+        """Poll ``condition`` until true or ``timeout`` s; call ``during`` every ``every`` s."""
+        deadline = time.monotonic() + timeout
+        next_call = 0.0
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            if during is not None and time.monotonic() >= next_call:
+                during()
+                next_call = time.monotonic() + every
+            time.sleep(period)
+        return bool(condition())
+
+    def close(self) -> None:
+        """Stop spinning, destroy the nodes (stopping SynergyNode workers), shut down."""
+        self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(5.0)
+        for node in reversed(self._nodes):
+            node.destroy_node()
+        self.context.try_shutdown()
+
+
+def camera_frame(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera_optical_frame",
+                 encoding: str = "rgb8"):
+    """An Image of ``rgb`` (H, W, 3) uint8 stamped ``stamp_ns`` (encoding rgb8 or bgr8)."""
+    from std_msgs.msg import Header
+
+    from synergy_ros.ros.conversions import array_to_image
+
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return array_to_image(rgb if encoding == "rgb8" else rgb[:, :, ::-1], encoding, header)
+
+
+def stamp_ns(header) -> int:
+    """Nanoseconds of a Header's stamp."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
