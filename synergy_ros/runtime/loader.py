@@ -62,7 +62,8 @@ def choose_backend(model_path: str | os.PathLike, backend: str = "auto",
         raise SynergyError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     want_gpu = device != "cpu"
     if backend == "auto":
-        trt_ok, cuda_ok = _installed("tensorrt"), _cuda_available()
+        trt_ok = _installed("tensorrt")
+        cuda_ok = trt_ok and want_gpu and _cuda_available()  # torch imported only if useful
         if suffix == ".engine":
             backend, why = "tensorrt", "an .engine file runs only on TensorRT"
         elif suffix == ".pt" and not (_installed("onnxruntime") or (trt_ok and cuda_ok)):
@@ -84,8 +85,8 @@ def choose_backend(model_path: str | os.PathLike, backend: str = "auto",
         raise SynergyError(f"{model_path}: a TensorRT engine runs only with --backend "
                            "tensorrt; pass the .onnx or .pt to use onnxruntime")
     if device == "auto":
-        gpu = {"tensorrt": True, "torch": _cuda_available(),
-               "onnxruntime": _ort_cuda()}[backend]
+        probe = {"tensorrt": lambda: True, "torch": _cuda_available, "onnxruntime": _ort_cuda}
+        gpu = probe[backend]()
         device = "cuda" if gpu else "cpu"
         if backend == "onnxruntime":
             why += "; CUDA execution provider" + (" available" if gpu else " not available")

@@ -1,0 +1,297 @@
+"""Runtime benchmark: latency, FPS and memory of each backend at each image size.
+
+Every (backend, precision, size) case runs in a fresh Python process (``python -m
+synergy_ros.bench --worker``) so its peak RSS and first-call latency are its own. ONNX exports
+(for onnxruntime / TensorRT) are made by the parent beforehand and reported as ``export_s``;
+the worker reports ``load_s`` (session creation, engine build or cached engine load), the
+first predict call, then ``iters`` timed predict calls after ``warmup`` untimed ones.
+
+The camera image has the benchmark size and the model runs at that size, so preprocessing is
+normalisation + layout and postprocessing is argmax-label conversion + copies (no resizing);
+``prepost_share`` = (preprocess + postprocess) / inference time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from synergy_ros.errors import SynergyError
+
+BACKEND_ORDER = ("torch", "onnxruntime", "tensorrt")
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"320x240,640x480"`` (width x height) -> [(320, 240), (640, 480)]."""
+    sizes = []
+    for item in text.split(","):
+        try:
+            width, height = (int(v) for v in item.lower().strip().split("x"))
+        except ValueError:
+            raise SynergyError(f"bad size {item!r}: use WIDTHxHEIGHT, e.g. 640x480") from None
+        if width < 32 or height < 32:
+            raise SynergyError(f"size {item!r} is too small (>= 32x32)")
+        sizes.append((width, height))
+    return sizes
+
+
+def _stats(values_ms: Sequence[float]) -> dict:
+    arr = np.asarray(values_ms, dtype=np.float64)
+    return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)),
+            "p95": float(np.percentile(arr, 95)), "min": float(arr.min())}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (``VmHWM``; unlike ``ru_maxrss`` it is not
+    inherited from the parent across fork + exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_case(spec: dict) -> dict:
+    """Benchmark one case in this process; ``spec`` holds model, backend, precision, width,
+    height, iters, warmup, threads, cache_dir, device. Returns the measurements."""
+    from synergy_ros.export import sample_image
+    from synergy_ros.runtime import load_predictor
+
+    width, height = spec["width"], spec["height"]
+    result: dict = {}
+    start = time.perf_counter()
+    if spec["backend"] == "tensorrt":
+        from synergy_ros.runtime.tensorrt_backend import engine_for_onnx
+
+        _, _, built = engine_for_onnx(spec["model"], spec["cache_dir"], spec["precision"],
+                                      spec["device"])
+        result["engine"] = "built" if built else "cached"
+    predictor = load_predictor(spec["model"], backend=spec["backend"], device=spec["device"],
+                               precision=spec["precision"], engine_cache_dir=spec["cache_dir"],
+                               input_size=(height, width), num_threads=spec["threads"])
+    result["load_s"] = time.perf_counter() - start
+    image = sample_image(height, width, seed=3)
+    start = time.perf_counter()
+    predictor.predict(image)
+    result["first_call_ms"] = (time.perf_counter() - start) * 1e3
+    for _ in range(spec["warmup"]):
+        predictor.predict(image)
+    latency, pre, infer, post = [], [], [], []
+    for _ in range(spec["iters"]):
+        start = time.perf_counter()
+        prediction = predictor.predict(image)
+        latency.append((time.perf_counter() - start) * 1e3)
+        pre.append(prediction.timings_ms["preprocess"])
+        infer.append(prediction.timings_ms["inference"])
+        post.append(prediction.timings_ms["postprocess"])
+    result.update(latency_ms=_stats(latency), inference_ms=_stats(infer),
+                  preprocess_ms=float(np.mean(pre)), postprocess_ms=float(np.mean(post)))
+    result["fps"] = 1000.0 / result["latency_ms"]["mean"]
+    result["prepost_share"] = ((result["preprocess_ms"] + result["postprocess_ms"])
+                               / result["inference_ms"]["mean"])
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_cuda_mb"] = None
+    if spec["device"].startswith("cuda") and "torch" in sys.modules:
+        import torch
+
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    result["describe"] = predictor.describe()
+    return result
+
+
+def _run_isolated(spec: dict, timeout_s: float) -> dict:
+    """Run :func:`run_case` in a fresh interpreter; returns its result or {'error': ...}."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
+    proc = subprocess.run([sys.executable, "-m", "synergy_ros.bench", "--worker",
+                           json.dumps(spec)], capture_output=True, text=True, env=env,
+                          timeout=timeout_s)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail[:300]}
+    return json.loads(lines[-1])
+
+
+def available_backends() -> dict[str, str | None]:
+    """{backend: None if usable here else the reason it is not}."""
+    import importlib.util
+
+    reasons: dict[str, str | None] = {"torch": None, "onnxruntime": None, "tensorrt": None}
+    if importlib.util.find_spec("onnxruntime") is None:
+        reasons["onnxruntime"] = "onnxruntime is not installed"
+    if importlib.util.find_spec("tensorrt") is None:
+        reasons["tensorrt"] = "tensorrt is not installed (no GPU figures from this machine)"
+    else:
+        import torch
+
+        if not torch.cuda.is_available():
+            reasons["tensorrt"] = "no CUDA GPU visible"
+    return reasons
+
+
+def run_benchmark(model: str | os.PathLike, backends: Sequence[str], sizes: Sequence[tuple],
+                  precisions: Sequence[str] = ("fp32",), iters: int = 20, warmup: int = 3,
+                  threads: int = 2, device: str = "cpu", cache_dir: str | None = None,
+                  timeout_s: float = 1800.0, model_note: str = "") -> dict:
+    """Run every (backend, precision, size) case; returns the results dict (see to_markdown)."""
+    from tqdm import tqdm
+
+    from synergy_ros.export import ExportOptions, cached_onnx
+    from synergy_ros.machine import machine_info
+    from synergy_ros.modelfile import load_model_file
+
+    model = Path(model)
+    meta = load_model_file(model)["meta"]
+    cache_dir = cache_dir or tempfile.mkdtemp(prefix="synergy_bench_")
+    reasons = available_backends()
+    cases, results = [], []
+    for backend in backends:
+        for precision in precisions:
+            for width, height in sizes:
+                cases.append((backend, precision, width, height))
+    for backend, precision, width, height in tqdm(cases, desc="bench", unit="case"):
+        entry = {"backend": backend, "precision": precision, "size": f"{width}x{height}"}
+        results.append(entry)
+        if reasons.get(backend):
+            entry["skipped"] = reasons[backend]
+            continue
+        if backend == "torch" and precision != "fp32" and device == "cpu":
+            entry["skipped"] = "torch fp16 runs on CUDA only"
+            continue
+        if backend == "onnxruntime" and precision == "int8":
+            entry["skipped"] = "int8 is TensorRT-only"
+            continue
+        model_for_case = str(model)
+        if backend in ("onnxruntime", "tensorrt"):
+            start = time.perf_counter()
+            options = ExportOptions(height, width, fp16=(backend == "onnxruntime"
+                                                         and precision == "fp16"))
+            model_for_case = str(cached_onnx(model, cache_dir, options))
+            entry["export_s"] = time.perf_counter() - start
+        spec = {"model": model_for_case, "backend": backend, "precision": precision,
+                "width": width, "height": height, "iters": iters, "warmup": warmup,
+                "threads": threads, "cache_dir": str(cache_dir),
+                "device": "cuda" if backend == "tensorrt" else device}
+        entry.update(_run_isolated(spec, timeout_s))
+    return {"model": {"path": str(model), "encoder": meta.network.get("encoder"),
+                      "num_classes": meta.num_classes, "note": model_note},
+            "settings": {"iters": iters, "warmup": warmup, "threads": threads,
+                         "device": device, "isolated_processes": True},
+            "machine": machine_info(), "load_average": list(os.getloadavg()),
+            "results": results, "ratios": compute_ratios(results)}
+
+
+def _find(results: list, backend: str, precision: str, size: str) -> dict | None:
+    for entry in results:
+        if (entry["backend"], entry["precision"], entry["size"]) == (backend, precision, size) \
+                and "latency_ms" in entry:
+            return entry
+    return None
+
+
+def compute_ratios(results: list) -> dict:
+    """The targets as ratios measured in this run (None where a case is missing)."""
+    ratios: dict = {"onnxruntime_vs_torch_speedup": {}, "prepost_share": {},
+                    "tensorrt_fp16_vs_torch_fp32_speedup": {}}
+    for size in sorted({e["size"] for e in results}):
+        torch32 = _find(results, "torch", "fp32", size)
+        ort32 = _find(results, "onnxruntime", "fp32", size)
+        trt16 = _find(results, "tensorrt", "fp16", size)
+        if torch32 and ort32:
+            ratios["onnxruntime_vs_torch_speedup"][size] = (torch32["latency_ms"]["mean"]
+                                                            / ort32["latency_ms"]["mean"])
+        if torch32 and trt16 and torch32.get("describe", {}).get("device", "").startswith("cuda"):
+            ratios["tensorrt_fp16_vs_torch_fp32_speedup"][size] = (
+                torch32["latency_ms"]["mean"] / trt16["latency_ms"]["mean"])
+        for entry in results:
+            if entry["size"] == size and "prepost_share" in entry:
+                name = f"{entry['backend']}/{entry['precision']}@{size}"
+                ratios["prepost_share"][name] = entry["prepost_share"]
+    return ratios
+
+
+def to_markdown(report: dict) -> str:
+    """Markdown table + targets + machine for ``report`` from :func:`run_benchmark`."""
+    from synergy_ros.machine import machine_summary
+
+    model = report["model"]
+    lines = [f"# Runtime benchmark: {model['encoder']} synergy net, {model['num_classes']} "
+             "classes", "",
+             f"Machine: {machine_summary(report['machine'])}; load average at the end "
+             f"{', '.join(f'{v:.2f}' for v in report['load_average'])}.",
+             f"Settings: {report['settings']['iters']} timed iterations after "
+             f"{report['settings']['warmup']} warm-up ones, {report['settings']['threads']} "
+             "CPU threads, one fresh process per case.",
+             f"Model: `{Path(model['path']).name}` {model['note']}", "",
+             "| backend | precision | size (WxH) | mean ms | p50 ms | p95 ms | FPS | "
+             "first call ms | load s | export s | pre ms | post ms | pre+post share | "
+             "peak RSS MB | peak CUDA MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in report["results"]:
+        head = f"| {e['backend']} | {e['precision']} | {e['size']} |"
+        if "latency_ms" not in e:
+            lines.append(f"{head} {e.get('skipped') or 'error: ' + e.get('error', '?')} |"
+                         + " |" * 11)
+            continue
+        lat = e["latency_ms"]
+        cuda = f"{e['peak_cuda_mb']:.0f}" if e.get("peak_cuda_mb") is not None else "-"
+        export = f"{e['export_s']:.1f}" if "export_s" in e else "-"
+        lines.append(f"{head} {lat['mean']:.1f} | {lat['p50']:.1f} | {lat['p95']:.1f} | "
+                     f"{e['fps']:.2f} | {e['first_call_ms']:.0f} | {e['load_s']:.2f} | "
+                     f"{export} | {e['preprocess_ms']:.2f} | {e['postprocess_ms']:.2f} | "
+                     f"{e['prepost_share']:.2%} | {e['peak_rss_mb']:.0f} | {cuda} |")
+    ratios = report["ratios"]
+    lines += ["", "## Targets (ratios from this run)", ""]
+    for size, value in ratios["onnxruntime_vs_torch_speedup"].items():
+        verdict = "met" if value >= 1.0 else "NOT met"
+        lines.append(f"- onnxruntime CPU vs torch CPU at {size}: {value:.2f}x (target >= 1.0x: "
+                     f"{verdict})")
+    for name, share in ratios["prepost_share"].items():
+        if name.endswith("@640x480"):
+            verdict = "met" if share <= 0.05 else "NOT met"
+            lines.append(f"- pre+post processing share, {name}: {share:.2%} (target <= 5%: "
+                         f"{verdict})")
+    if ratios["tensorrt_fp16_vs_torch_fp32_speedup"]:
+        for size, value in ratios["tensorrt_fp16_vs_torch_fp32_speedup"].items():
+            verdict = "met" if value >= 3.0 else "NOT met"
+            lines.append(f"- TensorRT FP16 vs torch FP32 on the GPU at {size}: {value:.2f}x "
+                         f"(target >= 3x: {verdict})")
+    else:
+        lines.append("- TensorRT FP16 vs torch FP32 (GPU): not measured - no TensorRT/GPU on "
+                     "this machine.")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, output: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``<output>.json`` and ``<output>.md`` atomically; returns both paths."""
+    from synergy_ros.atomic import atomic_write_text
+
+    base = Path(output)
+    json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")
+    atomic_write_text(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(md_path, to_markdown(report))
+    return json_path, md_path
+
+
+def _worker_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="internal: one benchmark case")
+    parser.add_argument("--worker", required=True, help="JSON case spec")
+    args = parser.parse_args(argv)
+    print(json.dumps(run_case(json.loads(args.worker))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

@@ -1,0 +1,98 @@
+"""`synergy bench`: latency/FPS/memory of the inference backends, written as JSON + markdown."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "benchmark inference backends (torch/onnxruntime/TensorRT) at several image sizes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `synergy bench` flags."""
+    parser.add_argument("--model", help="model file (.pt) to benchmark; default: an untrained "
+                        "model of --encoder (latency does not depend on the weights)")
+    parser.add_argument("--encoder", default="resnet18",
+                        help="encoder of the untrained model when --model is not given")
+    parser.add_argument("--num-classes", type=int, default=40,
+                        help="classes of the untrained model (default 40, NYU-40)")
+    parser.add_argument("--backend", default="all",
+                        help="all, or a comma list of torch, onnxruntime, tensorrt")
+    parser.add_argument("--precision", default="fp32",
+                        help="comma list of fp32, fp16, int8 (default fp32)")
+    parser.add_argument("--sizes", default="320x240,640x480",
+                        help="comma list of WIDTHxHEIGHT (default 320x240,640x480)")
+    parser.add_argument("--iters", type=int, default=20, help="timed iterations per case")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and onnxruntime (default: usable cores)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda for torch/onnxruntime")
+    parser.add_argument("--cache-dir", help="where ONNX exports/engines are cached (default: "
+                        "a temporary folder)")
+    parser.add_argument("--output", default="benchmarks/results/runtime_cpu",
+                        help="writes OUTPUT.json and OUTPUT.md (default "
+                             "benchmarks/results/runtime_cpu)")
+
+
+def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
+    """Write a seeded, untrained model file of the given encoder; returns its path."""
+    import os
+
+    import torch
+
+    from synergy_ros.labels import get_label_set
+    from synergy_ros.modelfile import ModelMeta, save_model_file
+    from synergy_ros.network import NetworkConfig, build_network
+
+    torch.manual_seed(0)
+    config = NetworkConfig(encoder=encoder, num_classes=num_classes)
+    try:
+        labels = get_label_set("nyu40")
+        names, palette = labels.class_names, labels.palette
+        if len(names) != num_classes:
+            raise ValueError
+    except Exception:  # noqa: BLE001 - any other class count: generic names
+        names = [f"class{i}" for i in range(num_classes)]
+        palette = [((37 * i) % 256, (91 * i) % 256, (173 * i) % 256) for i in range(num_classes)]
+    meta = ModelMeta(network=config.to_dict(), class_names=names, palette=palette,
+                     max_depth=config.max_depth, extra={"weights": "untrained (benchmark)"})
+    path = os.path.join(folder, f"untrained_{encoder}.pt")
+    save_model_file(path, build_network(config).state_dict(), meta)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the markdown table, write JSON + markdown."""
+    import os
+    import tempfile
+
+    from synergy_ros.bench import BACKEND_ORDER, parse_sizes, run_benchmark, write_report
+    from synergy_ros.errors import SynergyError
+
+    backends = BACKEND_ORDER if args.backend == "all" else tuple(args.backend.split(","))
+    unknown = set(backends) - set(BACKEND_ORDER)
+    if unknown:
+        raise SynergyError(f"unknown backend(s) {sorted(unknown)}; choose all or "
+                           f"{', '.join(BACKEND_ORDER)}")
+    precisions = tuple(args.precision.split(","))
+    if set(precisions) - {"fp32", "fp16", "int8"}:
+        raise SynergyError(f"unknown precision in {args.precision!r}; use fp32, fp16, int8")
+    if args.iters < 1 or args.warmup < 0:
+        raise SynergyError("--iters must be >= 1 and --warmup >= 0")
+    sizes = parse_sizes(args.sizes)
+    threads = args.threads or len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="synergy_bench_") as tmp:
+        if args.model:
+            model, note = args.model, ""
+        else:
+            model = _untrained_model(args.encoder, args.num_classes, tmp)
+            note = ("(untrained weights of the same architecture: latency does not depend on "
+                    "the weights)")
+        report = run_benchmark(model, backends, sizes, precisions, iters=args.iters,
+                               warmup=args.warmup, threads=threads, device=args.device,
+                               cache_dir=args.cache_dir or tmp, model_note=note)
+    json_path, md_path = write_report(report, args.output)
+    from synergy_ros.bench import to_markdown
+
+    print(to_markdown(report))
+    print(f"wrote {json_path} and {md_path}")
+    failed = [e for e in report["results"] if "error" in e]
+    return 1 if failed and len(failed) == len(report["results"]) else 0

@@ -1,0 +1,66 @@
+"""`synergy bench`: real (tiny) runs of each available backend, JSON + markdown output."""
+import json
+
+import pytest
+
+from synergy_ros.bench import compute_ratios, parse_sizes
+from synergy_ros.cli import main
+from synergy_ros.errors import SynergyError
+from test_runtime import make_model_file
+
+
+def test_parse_sizes():
+    """WIDTHxHEIGHT lists; bad or tiny sizes are SynergyErrors."""
+    assert parse_sizes("320x240, 640x480") == [(320, 240), (640, 480)]
+    with pytest.raises(SynergyError, match="WIDTHxHEIGHT"):
+        parse_sizes("640by480")
+    with pytest.raises(SynergyError, match="too small"):
+        parse_sizes("16x16")
+
+
+def test_bench_cli_writes_json_and_markdown(tmp_path, capsys):
+    """A tiny run: every case measured (or skipped with a reason), ratios, machine info."""
+    model = make_model_file(tmp_path / "tiny.pt")
+    output = tmp_path / "results" / "runtime"
+    assert main(["bench", "--model", str(model), "--backend", "all", "--sizes", "64x64",
+                 "--iters", "2", "--warmup", "0", "--threads", "1",
+                 "--output", str(output)]) == 0
+    report = json.loads(output.with_suffix(".json").read_text())
+    by_backend = {e["backend"]: e for e in report["results"]}
+    for backend in ("torch", "onnxruntime"):
+        entry = by_backend[backend]
+        assert "error" not in entry, entry
+        lat = entry["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p95"] and entry["fps"] > 0
+        assert entry["first_call_ms"] > 0 and entry["peak_rss_mb"] > 50
+        assert 0 <= entry["prepost_share"] < 10
+    assert "export_s" in by_backend["onnxruntime"] and "export_s" not in by_backend["torch"]
+    if "skipped" in by_backend["tensorrt"]:
+        assert "tensorrt" in by_backend["tensorrt"]["skipped"]
+    assert report["ratios"]["onnxruntime_vs_torch_speedup"]["64x64"] > 0
+    assert report["machine"]["cpu"] and report["settings"]["iters"] == 2
+    markdown = output.with_suffix(".md").read_text()
+    assert "| torch | fp32 | 64x64 |" in markdown and "onnxruntime CPU vs torch CPU" in markdown
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_compute_ratios_from_entries():
+    """Speed-up = torch mean / other mean at the same size; shares per backend."""
+    results = [
+        {"backend": "torch", "precision": "fp32", "size": "640x480",
+         "latency_ms": {"mean": 300.0}, "prepost_share": 0.02, "describe": {"device": "cpu"}},
+        {"backend": "onnxruntime", "precision": "fp32", "size": "640x480",
+         "latency_ms": {"mean": 200.0}, "prepost_share": 0.03},
+        {"backend": "tensorrt", "precision": "fp16", "size": "640x480",
+         "skipped": "tensorrt is not installed"}]
+    ratios = compute_ratios(results)
+    assert ratios["onnxruntime_vs_torch_speedup"] == {"640x480": 1.5}
+    assert ratios["prepost_share"] == {"torch/fp32@640x480": 0.02,
+                                       "onnxruntime/fp32@640x480": 0.03}
+    assert ratios["tensorrt_fp16_vs_torch_fp32_speedup"] == {}
+
+
+def test_bench_rejects_unknown_backend(capsys):
+    """Unknown backends exit 1 with the valid choices."""
+    assert main(["bench", "--backend", "tflite"]) == 1
+    assert "torch, onnxruntime, tensorrt" in capsys.readouterr().err
