@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synergy_ros import __version__
 from synergy_ros.errors import SynergyError
 from synergy_ros.modelfile import ONNX_META_KEY, ModelMeta
 from synergy_ros.runtime.base import (ATTENTION_NAME, DEPTH_NAME, INPUT_NAME, LABELS_NAME,
@@ -198,16 +199,28 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike,
     return report
 
 
+def _package_version(name: str) -> str | None:
+    """Installed version of ``name`` without importing it (torch takes seconds to import)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def cached_onnx(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                 options: ExportOptions) -> Path:
-    """ONNX export of a ``.pt`` model kept in ``cache_dir``, keyed by the file's SHA-256 and
-    the export options; exported (once, under a file lock) when missing or stale."""
+    """ONNX export of a ``.pt`` model kept in ``cache_dir``, keyed by the file's SHA-256, the
+    export options and the synergy_ros/torch versions; exported (once, under a file lock) when
+    missing or stale."""
     from synergy_ros.runtime.engine_cache import cached_build, file_sha256, key_digest
 
     model_path = Path(model_path)
     if not model_path.is_file():
         raise SynergyError(f"model file {model_path} does not exist")
-    key = {"source_sha256": file_sha256(model_path), "options": options.to_dict()}
+    key = {"source_sha256": file_sha256(model_path), "options": options.to_dict(),
+           "synergy_ros": __version__, "torch": _package_version("torch")}
     target = Path(cache_dir) / f"{model_path.stem}.{key_digest(key)}.onnx"
 
     def build() -> tuple[bytes, dict]:

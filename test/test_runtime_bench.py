@@ -45,12 +45,13 @@ def test_bench_cli_writes_json_and_markdown(tmp_path, capsys):
 
 
 def test_compute_ratios_from_entries():
-    """Speed-up = torch mean / other mean at the same size; shares per backend."""
+    """Speed-up = torch p50 / other p50 at the same size; shares per backend."""
     results = [
         {"backend": "torch", "precision": "fp32", "size": "640x480",
-         "latency_ms": {"mean": 300.0}, "prepost_share": 0.02, "describe": {"device": "cpu"}},
+         "latency_ms": {"mean": 310.0, "p50": 300.0}, "prepost_share": 0.02,
+         "describe": {"device": "cpu"}},
         {"backend": "onnxruntime", "precision": "fp32", "size": "640x480",
-         "latency_ms": {"mean": 200.0}, "prepost_share": 0.03},
+         "latency_ms": {"mean": 190.0, "p50": 200.0}, "prepost_share": 0.03},
         {"backend": "tensorrt", "precision": "fp16", "size": "640x480",
          "skipped": "tensorrt is not installed"}]
     ratios = compute_ratios(results)
