@@ -245,3 +245,20 @@ def test_nyu_dataset_works_in_dataloader_workers(tmp_path):
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2)
     batches = list(loader)
     assert sum(b["image"].shape[0] for b in batches) == 5
+
+
+def test_registry_builds_by_name_and_rejects_unknown_options(tmp_path):
+    from synergy_ros.data import DATASETS, build_dataset, dataset_class
+
+    assert set(DATASETS) == {"synthetic", "nyu", "kitti", "kitti_stereo", "cityscapes",
+                             "folder", "bag"}
+    for kind in DATASETS:
+        assert dataset_class(kind).__name__.endswith("Dataset")
+    dataset = build_dataset("synthetic", split="val", num_samples=2, height=8, width=8)
+    assert len(dataset) == 2
+    with pytest.raises(SynergyError, match="valid options: .*num_samples"):
+        build_dataset("synthetic", samples=2)
+    with pytest.raises(SynergyError, match="needs option"):
+        build_dataset("cityscapes")
+    with pytest.raises(SynergyError, match="unknown dataset kind"):
+        build_dataset("imagenet")

@@ -1,0 +1,86 @@
+"""Bag dataset: real rosbag2 files (synthetic camera bags) matched by header stamp."""
+import numpy as np
+import pytest
+from std_msgs.msg import Header
+
+from synergy_ros.bagio import BagWriter
+from synergy_ros.data.bag import BagDataset
+from synergy_ros.data.synthetic import render_sequence, write_synthetic_bag
+from synergy_ros.errors import SynergyError
+from synergy_ros.ros.conversions import array_to_image
+
+
+def _header(stamp_ns):
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
+    return header
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_dataset_returns_the_recorded_frames(tmp_path, storage):
+    bag = tmp_path / "bag"
+    write_synthetic_bag(bag, 3, 24, 32, seed=5, storage=storage)
+    frames = list(render_sequence(5, 3, 24, 32))
+    dataset = BagDataset(bag, "/camera/image_raw", "/camera/depth_gt", "/camera/semantic_gt",
+                         label_set="synthetic", cache_dir=tmp_path / "cache",
+                         show_progress=False)
+    assert len(dataset) == 3
+    for index, frame in enumerate(frames):
+        raw = dataset.load(index)
+        assert np.array_equal(raw["image"], frame.rgb)
+        assert np.array_equal(raw["depth"], frame.depth)
+        assert np.array_equal(raw["labels"], frame.labels)
+    sample = dataset[2]
+    assert sample["image"].shape == (3, 24, 32) and sample["has_depth"] and sample["has_labels"]
+    manifest = dataset.cache / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    again = BagDataset(bag, "/camera/image_raw", "/camera/depth_gt", "/camera/semantic_gt",
+                       label_set="synthetic", cache_dir=tmp_path / "cache", show_progress=False)
+    assert again.cache == dataset.cache and manifest.stat().st_mtime_ns == before
+    depth_only = BagDataset(bag, "/camera/image_raw", "/camera/depth_gt",
+                            cache_dir=tmp_path / "cache", show_progress=False)[0]
+    assert depth_only["has_depth"] and not depth_only["has_labels"]
+
+
+def test_bag_dataset_matches_nearby_stamps_and_16uc1_depth(tmp_path):
+    bag = tmp_path / "offset"
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    millimetres = np.full((4, 6), 1500, np.uint16)
+    millimetres[0, 0] = 0
+    with BagWriter(bag) as writer:
+        for i in range(4):
+            stamp = 10 ** 9 + i * 10 ** 8
+            writer.write("/rgb", array_to_image(rgb + i, "rgb8", _header(stamp)), stamp)
+            writer.write("/depth", array_to_image(millimetres, "16UC1",
+                                                  _header(stamp + 3_000_000)), stamp + 3_000_000)
+    with pytest.raises(SynergyError, match="no frames"):
+        BagDataset(bag, "/rgb", "/depth", cache_dir=tmp_path / "c", show_progress=False)
+    dataset = BagDataset(bag, "/rgb", "/depth", max_dt_ms=5, cache_dir=tmp_path / "c",
+                         show_progress=False)
+    assert len(dataset) == 4
+    raw = dataset.load(3)
+    assert raw["image"][0, 0, 0] == 3 and raw["depth"][1, 1] == pytest.approx(1.5)
+    assert raw["depth"][0, 0] == 0
+
+
+def test_bag_dataset_errors(tmp_path):
+    bag = tmp_path / "bag"
+    write_synthetic_bag(bag, 1, 8, 8, seed=1)
+    with pytest.raises(SynergyError, match="does not exist"):
+        BagDataset(tmp_path / "nope", "/camera/image_raw", "/camera/depth_gt")
+    with pytest.raises(SynergyError, match=r"/camera/depth.*holds: .*/camera/depth_gt"):
+        BagDataset(bag, "/camera/image_raw", "/camera/depth", cache_dir=tmp_path / "c")
+    with pytest.raises(SynergyError, match="label_set"):
+        BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt")
+    with pytest.raises(SynergyError, match="nothing to learn"):
+        BagDataset(bag, "/camera/image_raw")
+    from synergy_ros.labels import LabelSet
+
+    three = LabelSet("three", ("a", "b", "c"), ((0, 0, 0), (1, 1, 1), (2, 2, 2)))
+    wrong = BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt",
+                       label_set=three, cache_dir=tmp_path / "c", show_progress=False)
+    with pytest.raises(SynergyError, match="out of range.*three|three.*out of range"):
+        wrong[0]
+    tiny = BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt",
+                      label_set="synthetic", cache_dir=tmp_path / "c", show_progress=False)
+    assert tiny[0]["labels"].max() < 6
