@@ -7,8 +7,8 @@ Writes ``benchmarks/results/model_cpu.md`` and ``.json`` with the machine they r
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
 multiply-accumulate; convolutions and matmuls only, so BN/ReLU/resize are not included).
-Latency: batch 1, fp32, ``torch.no_grad``, eval mode, after one warm-up run; median of
-``--iters`` runs. Untrained weights (speed does not depend on their values).
+Latency: batch 1, fp32, ``torch.no_grad``, eval mode, after one warm-up run; min and median
+of ``--iters`` runs. Untrained weights (speed does not depend on their values).
 """
 from __future__ import annotations
 
@@ -131,20 +131,23 @@ def to_markdown(result: dict) -> str:
 
     sizes = list(result["results"][0]["sizes"]) if result["results"] else []
     header = "| encoder | up-conv | params (M) | " + " | ".join(
-        f"GFLOPs {s} | ms {s}" for s in sizes) + " |"
+        f"GFLOPs {s} | ms {s} min / median" for s in sizes) + " |"
     lines = ["# Synergy network: size and CPU latency", "",
              f"Machine: {machine_summary(result['machine'])}, "
              f"{result['settings']['threads']} torch threads.",
              f"Settings: {json.dumps(result['settings'])}.", "",
-             "Latency is the median of the timed runs (batch 1, fp32, eager torch, after a "
-             "warm-up); the machine is shared, so treat it as indicative. FLOPs count conv "
+             "Latency: min and median of the timed runs (batch 1, fp32, eager torch, after a "
+             "warm-up). The machine's 2 cores were shared with other jobs while this ran, so "
+             "the minimum is the better estimate and the median shows the contention. "
+             "FLOPs count conv "
              "and matmul only (FlopCounterMode, 2 per multiply-accumulate).", "",
              header, "|" + "---|" * (3 + 2 * len(sizes))]
     for row in result["results"]:
         cells = [row["encoder"], row["upconv"], f"{row['params']['total'] / 1e6:.2f}"]
         for size in sizes:
-            cells += [f"{row['sizes'][size]['gflops']:.1f}",
-                      f"{row['sizes'][size]['latency_ms_median']:.0f}"]
+            timing = row["sizes"][size]
+            cells += [f"{timing['gflops']:.1f}",
+                      f"{timing['latency_ms_min']:.0f} / {timing['latency_ms_median']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Parameters per group", "",
               "| encoder | up-conv | encoder+conv2 | depth | semantic | sharing | "

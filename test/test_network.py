@@ -268,3 +268,15 @@ def test_resnet_parameter_counts_match_torchvision():
     for name, count in expected.items():
         encoder = ResNetEncoder(name)
         assert sum(p.numel() for p in encoder.parameters()) + fc[name] == count
+
+
+def test_resnet50_state_dict_matches_a_real_torchvision_checkpoint():
+    # A published inspection of a torchvision ResNet-50 checkpoint fine-tuned to 2 classes
+    # lists 320 tensors with 23,565,303 elements, of which fc.weight (2, 2048) + fc.bias (2,)
+    # are 4,098: the encoder must hold the other 318 with exactly the same sizes.
+    state = ResNetEncoder("resnet50").state_dict()
+    assert len(state) == 318
+    assert sum(v.numel() for v in state.values()) == 23_565_303 - 4_098
+    assert state["layer4.0.downsample.0.weight"].shape == (2048, 1024, 1, 1)
+    assert state["layer3.5.bn3.running_var"].shape == (1024,)
+    assert state["layer1.0.downsample.1.num_batches_tracked"].shape == ()
