@@ -540,7 +540,7 @@ class Evaluator:
     def _open_output_bag(self) -> None:
         from synergy_ros.bagio import BagWriter
 
-        self._writer = BagWriter(self.options.output_bag, storage="mcap")
+        self._writer = BagWriter(self.options.output_bag, storage="mcap").open()
 
     def _write_prediction(self, image_msg, rgb, depth, labels) -> None:
         """Write depth, semantic, semantic_color, camera_info and points for one image."""
