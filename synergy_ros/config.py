@@ -133,6 +133,13 @@ SCHEMA: dict = {
     "log": {
         "tensorboard": Key(False, "bool", "also log to TensorBoard (needs `tensorboard`)"),
     },
+    "release": {
+        "test": Key(None, "dict", "held-out dataset spec scored by `synergy train --release` "
+                                  "(model and constant baselines)", optional=True),
+        "baseline_samples": Key(256, "int", "training samples whose mean depth / most frequent "
+                                            "class form the constant baselines"),
+        "fp16": Key(True, "bool", "store the released weights as float16 (half the size)"),
+    },
 }
 
 

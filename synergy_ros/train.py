@@ -40,7 +40,8 @@ from synergy_ros.config import PARAMETER_GROUPS, dump_config
 from synergy_ros.distributed import DistInfo, any_rank, barrier, init_distributed
 from synergy_ros.errors import SynergyError
 from synergy_ros.train_data import (SeededDataset, batch_schedule, batches_per_epoch,
-                                    consumed_per_source, make_loader, preflight)
+                                    build_dataset, consumed_per_source, make_loader,
+                                    preflight)
 
 #: Frozen parameter groups per batch kind in alternating mode.
 FROZEN_GROUPS = {"depth": ("semantic", "semantic_head"), "semantic": ("depth",), "joint": ()}
@@ -250,15 +251,17 @@ class Trainer:
         return model.to(self.device)
 
     def _dataset(self, spec: dict, train: bool, role: str) -> Any:
-        from synergy_ros.data import build_dataset
-
         data = self.config["data"]
-        name = f"{role} dataset {spec.get('type', '?')!r}"
+        name = f"{role} ({spec.get('type', '?')})"
         try:
-            dataset = build_dataset(spec, input_size=data["input_size"],
-                                    label_set=self.label_set.name, train=train)
+            dataset = build_dataset(spec, data["input_size"], train, self.config["seed"])
         except SynergyError as exc:
             raise SynergyError(f"{name}: {exc}") from exc
+        own = getattr(dataset, "label_set", None)
+        if own is not None and own.name != self.label_set.name:
+            raise SynergyError(f"{name} has label set {own.name!r} but data.labels is "
+                               f"{self.label_set.name!r}; set data.labels={own.name} (and "
+                               f"model.num_classes={own.num_classes}) or map the dataset")
         preflight(dataset, name, data["input_size"], self.num_classes, data["preflight_samples"])
         return dataset
 
@@ -569,12 +572,6 @@ class Trainer:
         if loss is None:
             self.state.nonfinite_total += 1
             self.state.nonfinite_run += 1
-            limit = self.config["train"]["max_nonfinite"]
-            if self.state.nonfinite_run >= limit:
-                raise SynergyError(f"the loss was not finite for {limit} steps in a row (last at "
-                                   f"step {self.state.step}, {self.state.nonfinite_total} in "
-                                   "total); lower optim.lr, set optim.grad_clip, or check the "
-                                   "data for NaN/inf")
         else:
             self.state.nonfinite_run = 0
         row = {"step": self.state.step, "epoch": self.state.epoch, "kind": kind,
@@ -584,6 +581,12 @@ class Trainer:
                "step_s": time.perf_counter() - start, "data_s": data_s}
         row.update({k: v for k, v in parts.items() if k != "total"})
         self._log_step(row)
+        limit = self.config["train"]["max_nonfinite"]
+        if self.state.nonfinite_run >= limit:
+            raise SynergyError(f"the loss was not finite for {limit} steps in a row (last at "
+                               f"step {self.state.step}, {self.state.nonfinite_total} in "
+                               "total); lower optim.lr, set optim.grad_clip, or check the "
+                               "data for NaN/inf")
         if progress is not None:
             progress.set_postfix(loss=f"{loss:.4f}" if loss is not None else "nan",
                                  lr=f"{row['lr']:.2e}", refresh=False)
@@ -597,10 +600,11 @@ class Trainer:
         if finished and self.val_set is not None and every and (epoch + 1) % every == 0:
             metrics = None
             if self.dist.is_main:
-                metrics, report = self.validate()
+                metrics, table = self.validate()
                 improved = self._is_better(metrics)
                 row = {"epoch": epoch + 1, "step": self.state.step, **metrics}
-                self._log_epoch(row, report)
+                self._log_epoch(row, f"## Validation after epoch {epoch + 1} (step "
+                                     f"{self.state.step})\n\nDepth by range (metres):\n\n{table}")
                 if improved:
                     self.state.best_value = metrics[self.config["val"]["best_metric"]]
                     self.save("best", metrics)
@@ -630,57 +634,74 @@ class Trainer:
         return value > self.state.best_value
 
     def validate(self, dataset: Any = None) -> tuple[dict, str]:
-        """Evaluate on the validation set; returns (flat metrics dict, markdown report).
-
-        Depth metrics (``abs_rel``, ``rmse``, ``delta1``, ...) are those of the depth-range
-        evaluator's unbounded row over all valid pixels; semantic metrics come from the
-        confusion matrix (``miou``, ``pixel_acc``, ...); ``loss`` is the mean validation loss.
-        """
-        import torch
-
-        from synergy_ros.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
-
-        dataset = dataset or self.val_set
-        val = self.config["val"]
+        """Evaluate on the validation set; returns (flat metrics dict, markdown report)."""
         data = self.config["data"]
-        loader = make_loader(dataset, batch_size=data["val_batch_size"] or data["batch_size"],
+        loader = make_loader(dataset or self.val_set,
+                             batch_size=data["val_batch_size"] or data["batch_size"],
                              shuffle=False, seed=self.config["seed"], epoch=0, skip_batches=0,
                              rank=0, world_size=1, num_workers=data["num_workers"],
                              drop_last=False)
-        ranges = DepthRangeEvaluator([r for r in val["depth_ranges"] if r is not None],
-                                     max_depth=self.model.config.max_depth)
-        confusion = SemanticConfusion(self.num_classes)
-        loss_sum, batches = 0.0, 0
-        self.model.eval()
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype,
-                                             enabled=self.amp_enabled):
-            for index, batch in enumerate(loader):
-                if val["max_batches"] is not None and index >= val["max_batches"]:
-                    break
-                image = batch["image"].to(self.device)
-                output = _float_output(self.model(image))
-                depth = batch["depth"].to(self.device)
-                labels = batch["labels"].to(self.device)
-                has_depth = batch["has_depth"].to(self.device)
-                has_labels = batch["has_labels"].to(self.device)
-                total, _ = self.loss(output, depth if bool(has_depth.any()) else None,
-                                     labels if bool(has_labels.any()) else None)
-                loss_sum += float(total)
-                batches += 1
-                pred_labels = output.semantic_logits.argmax(1)
-                for i in range(image.shape[0]):
-                    if bool(has_depth[i]):
-                        ranges.update(output.depth[i, 0].cpu(), depth[i, 0].cpu())
-                    if bool(has_labels[i]):
-                        confusion.update(pred_labels[i].cpu(), labels[i].cpu())
+        metrics, report = evaluate(self.model, loader, depth_ranges=self.config["val"][
+                                       "depth_ranges"], device=self.device, loss=self.loss,
+                                   max_batches=self.config["val"]["max_batches"],
+                                   amp_dtype=self.amp_dtype if self.amp_enabled else None)
         self.model.train()
-        metrics: dict = {"loss": loss_sum / max(1, batches)}
-        overall = ranges.compute()["all"]
-        metrics.update({k: float(overall[k]) for k in DEPTH_METRIC_KEYS})
-        semantic = confusion.compute()
-        metrics.update({k: float(semantic[k]) for k in SEMANTIC_METRIC_KEYS})
-        report = "## Validation, depth by range\n\n" + ranges.to_markdown() + "\n"
         return metrics, report
+
+
+def evaluate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any = None,
+             max_batches: int | None = None, amp_dtype: Any = None,
+             predict: Any = None) -> tuple[dict, str]:
+    """Score a model (or a ``predict(image) -> SynergyOutput`` function) on a loader.
+
+    Depth metrics (``abs_rel``, ``rmse``, ``delta1``, ...) are the depth-range evaluator's
+    "all" row (per-image metrics averaged over images, GT in (min_depth, max_depth));
+    semantic metrics (``miou``, ``pixel_acc``, ``mean_acc``) come from the confusion matrix;
+    ``loss`` is the mean loss per batch when ``loss`` is given.
+
+    Returns:
+        (flat metrics dict, markdown report with the depth-range table).
+    """
+    import torch
+
+    from synergy_ros.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
+
+    config = model.config
+    ranges = DepthRangeEvaluator([r for r in depth_ranges if r is not None],
+                                 min_depth=config.min_depth, max_depth=config.max_depth)
+    confusion = SemanticConfusion(model.num_classes)
+    predict = predict or model
+    loss_sum, batches = 0.0, 0
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                         enabled=amp_dtype is not None):
+        for index, batch in enumerate(loader):
+            if max_batches is not None and index >= max_batches:
+                break
+            image = batch["image"].to(device)
+            output = _float_output(predict(image))
+            depth = batch["depth"].to(device)
+            labels = batch["labels"].to(device)
+            has_depth, has_labels = batch["has_depth"], batch["has_labels"]
+            if loss is not None:
+                total, _ = loss(output, depth if bool(has_depth.any()) else None,
+                                labels if bool(has_labels.any()) else None)
+                loss_sum += float(total)
+            batches += 1
+            pred_depth = output.depth[:, 0].cpu()
+            pred_labels = output.semantic_logits.argmax(1).cpu()
+            for i in range(image.shape[0]):
+                if bool(has_depth[i]):
+                    ranges.update(pred_depth[i], batch["depth"][i, 0])
+                if bool(has_labels[i]):
+                    confusion.update(pred_labels[i], batch["labels"][i])
+    metrics: dict = {"loss": loss_sum / max(1, batches)} if loss is not None else {}
+    overall = ranges.compute()["all"]
+    metrics.update({k: float(overall[k]) for k in DEPTH_METRIC_KEYS})
+    semantic = confusion.compute()
+    metrics.update({k: float(semantic[k]) for k in SEMANTIC_METRIC_KEYS})
+    metrics["images"] = int(overall["images"])
+    return metrics, ranges.to_markdown()
 
 
 def load_checkpoint_or_model(path: str | os.PathLike) -> dict:
@@ -704,9 +725,11 @@ def _fmt(value: Any) -> str:
 
 def _print_epoch(epoch: int, metrics: dict, improved: bool, best_metric: str) -> None:
     keys = [k for k in ("loss", "abs_rel", "rmse", "delta1", "miou", "pixel_acc") if k in metrics]
+    from tqdm import tqdm
+
     text = ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
     mark = f" (best {best_metric})" if improved else ""
-    print(f"epoch {epoch}: val {text}{mark}", file=sys.stderr, flush=True)
+    tqdm.write(f"epoch {epoch}: val {text}{mark}", file=sys.stderr)
 
 
 def run_training(config: dict, output: str | os.PathLike, resume: str | None = None) -> dict:

@@ -13,11 +13,103 @@
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
 import random
 from typing import Any, Iterator, Sequence
 
 from synergy_ros.errors import SynergyError
+
+#: Dataset spec ``type`` -> "module:class" in synergy_ros.data (imported when used).
+DATASET_TYPES = {
+    "synthetic": "synergy_ros.data.synthetic:SyntheticDataset",
+}
+#: Spec keys consumed here (the rest go to the dataset class): ``augment`` holds keyword
+#: arguments of ``synergy_ros.data.transforms.build_transform`` (scale_range, depth_mode,
+#: flip, jitter); training datasets augment, validation datasets only resize. ``targets``
+#: (subset of ``[depth, labels]``) keeps only those targets of a dataset, e.g. to train
+#: weakly supervised on synthetic data as if one half had depth only and the other labels.
+AUGMENT_KEY = "augment"
+TARGETS_KEY = "targets"
+TARGET_NAMES = ("depth", "labels")
+
+
+class TargetFilter:
+    """Drop targets of a dataset: depth becomes 0 (invalid), labels 255 (ignore)."""
+
+    def __init__(self, dataset: Any, targets: Sequence[str]) -> None:
+        self.dataset = dataset
+        self.keep_depth = "depth" in targets
+        self.keep_labels = "labels" in targets
+        self.label_set = getattr(dataset, "label_set", None)
+        self.datasets = [dataset]  # let SeededDataset.set_epoch reach the wrapped dataset
+
+    def __len__(self) -> int:
+        """Number of samples of the wrapped dataset."""
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        """The wrapped sample with the dropped targets marked invalid."""
+        sample = dict(self.dataset[index])
+        if not self.keep_depth:
+            sample["depth"] = sample["depth"].zero_()
+            sample["has_depth"] = False
+        if not self.keep_labels:
+            sample["labels"] = sample["labels"].fill_(255)
+            sample["has_labels"] = False
+        return sample
+
+
+def build_dataset(spec: dict, input_size: Sequence[int], train: bool, seed: int) -> Any:
+    """Build the dataset a config spec describes, resized/augmented to ``input_size``.
+
+    Args:
+        spec: ``{type: <one of DATASET_TYPES>, augment: {...}, **dataset arguments}``.
+        input_size: (height, width) pixels of the training samples.
+        train: training (random augmentation) or evaluation (resize only) transform.
+        seed: augmentation seed (the dataset seeds sample i of epoch e from it).
+    """
+    from synergy_ros.data.transforms import build_transform
+
+    spec = dict(spec)
+    kind = spec.pop("type", None)
+    if kind not in DATASET_TYPES:
+        raise SynergyError(f"dataset type {kind!r} is unknown; use one of "
+                           f"{', '.join(DATASET_TYPES)}, e.g. {{type: synthetic}}")
+    module_name, class_name = DATASET_TYPES[kind].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    augment = spec.pop(AUGMENT_KEY, None) or {}
+    targets = spec.pop(TARGETS_KEY, None) or list(TARGET_NAMES)
+    if (not isinstance(targets, list) or not targets
+            or any(t not in TARGET_NAMES for t in targets)):
+        raise SynergyError(f"{kind} dataset: 'targets' must be a non-empty subset of "
+                           f"{list(TARGET_NAMES)}, got {targets!r}")
+    if not isinstance(augment, dict):
+        raise SynergyError(f"{kind} dataset: 'augment' must be a mapping of build_transform "
+                           f"arguments, got {augment!r}")
+    height, width = (int(v) for v in input_size)
+    if kind == "synthetic":  # render at the training size unless the spec says otherwise
+        spec.setdefault("height", height)
+        spec.setdefault("width", width)
+        spec.setdefault("split", "train" if train else "val")
+    try:
+        transform = build_transform((height, width), train, **augment)
+    except TypeError as exc:
+        valid = [p for p in inspect.signature(build_transform).parameters
+                 if p not in ("size", "train")]
+        raise SynergyError(f"{kind} dataset: bad 'augment' keys ({exc}); valid: "
+                           f"{', '.join(valid)}") from exc
+    signature = inspect.signature(cls.__init__)
+    accepted = [p for p in signature.parameters if p not in ("self", "transform", "seed")]
+    unknown = sorted(set(spec) - set(accepted))
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        raise SynergyError(f"{kind} dataset: unknown keys {unknown}; valid: "
+                           f"{', '.join(accepted)}, {AUGMENT_KEY}, {TARGETS_KEY}")
+    dataset = cls(**spec, transform=transform, seed=seed)
+    if len(targets) < len(TARGET_NAMES):
+        dataset = TargetFilter(dataset, targets)
+    return dataset
 
 
 class SeededDataset:
@@ -32,6 +124,16 @@ class SeededDataset:
         self.dataset = dataset
         self.seed = int(seed)
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch``'s augmentation here and in the wrapped dataset(s)."""
+        self.epoch = int(epoch)
+        pending = [self.dataset]
+        while pending:  # ConcatDataset of several datasets: reach every member
+            dataset = pending.pop()
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(self.epoch)
+            pending.extend(getattr(dataset, "datasets", ()))
 
     def __len__(self) -> int:
         """Number of samples of the wrapped dataset."""
@@ -90,7 +192,7 @@ def make_loader(dataset: SeededDataset, *, batch_size: int, shuffle: bool, seed:
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
 
-    dataset.epoch = int(epoch)
+    dataset.set_epoch(epoch)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
                                  seed=seed, drop_last=drop_last)
     sampler.set_epoch(epoch)

@@ -21,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder (default runs/<name>; with --resume PATH its folder)")
     parser.add_argument("--resume", metavar="PATH|auto",
                         help="continue from a checkpoint; 'auto' = <output>/last.pt if present")
+    parser.add_argument("--release", metavar="MODEL.pt",
+                        help="after training, score best.pt (else last.pt) on release.test "
+                             "against constant baselines and write MODEL.pt (float16 weights) "
+                             "+ MODEL.json metadata")
     parser.add_argument("--keys", action="store_true",
                         help="list every config key with its default and meaning, then exit")
     parser.add_argument("--print-config", action="store_true",
@@ -80,6 +84,17 @@ def run(args: argparse.Namespace) -> int:
         from synergy_ros.distributed import shutdown_distributed
 
         shutdown_distributed(trainer.dist)
+    if trainer.dist.is_main and args.release:
+        from synergy_ros.release import release_model
+
+        best = output / "best.pt"
+        chosen = best if best.is_file() else output / "last.pt"
+        info = release_model(chosen, args.release, config, _command_line(args), summary)
+        held = info["held_out"]
+        print(f"synergy train: released {args.release} (+ .json): held-out rmse "
+              f"{held['model']['rmse']:.3f} m vs constant {held['constant_baseline']['rmse']:.3f}"
+              f" m, mIoU {held['model']['miou']:.3f} vs "
+              f"{held['constant_baseline']['miou']:.3f}", file=sys.stderr)
     if trainer.dist.is_main:
         print(json.dumps(summary, indent=2))
         print(f"synergy train: done, {summary['steps']} steps in {summary['seconds']} s; "
@@ -88,3 +103,18 @@ def run(args: argparse.Namespace) -> int:
                  f"{output / 'best.pt'}" if summary["best"]["value"] is not None else ""),
               file=sys.stderr)
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The `synergy train` command that reproduces this run (quoted for a POSIX shell)."""
+    import shlex
+
+    parts = ["synergy", "train"]
+    if args.config:
+        parts += ["--config", args.config]
+    for override in args.overrides:
+        parts += ["--set", override]
+    if args.output:
+        parts += ["--output", args.output]
+    parts += ["--release", args.release]
+    return shlex.join(parts)

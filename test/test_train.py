@@ -1,0 +1,148 @@
+"""`synergy train` end to end on tiny synthetic scenes (ResNet-18, 32x32, a few steps)."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from synergy_ros.cli import main
+from synergy_ros.config import load_config
+from synergy_ros.errors import SynergyError
+from synergy_ros.modelfile import ModelMeta, load_model_file, save_model_file
+from synergy_ros.network import build_network
+from synergy_ros.train import Trainer, batch_kind
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "config" / "train_synthetic_demo.yaml")
+TINY = ["data.input_size=[32, 32]", "data.batch_size=2", "data.num_workers=0",
+        "data.train=[{type: synthetic, num_samples: 6}]",
+        "data.val={type: synthetic, split: val, num_samples: 2}", "train.epochs=2",
+        "train.progress=false", "optim.lr=1e-3", "schedule.warmup_steps=0"]
+
+
+def _tiny(*extra):
+    return load_config(DEMO, TINY + list(extra))
+
+
+def _log(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cli_trains_validates_and_writes_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", DEMO, "--output", str(out)]
+    for override in TINY:
+        args += ["--set", override]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt", "config.yaml", "epochs.csv", "last.pt", "train_log.csv", "val_report.md"]
+    assert load_config(out / "config.yaml") == _tiny()  # the resolved config, reloadable
+    rows = _log(out / "train_log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 7))  # 3 batches x 2 epochs
+    assert all(float(r["loss"]) > 0 and r["kind"] == "joint" for r in rows)
+    assert float(rows[-1]["lr"]) < float(rows[0]["lr"])  # poly schedule decays
+    epochs = _log(out / "epochs.csv")
+    assert [e["epoch"] for e in epochs] == ["1", "2"] and float(epochs[0]["rmse"]) > 0
+    assert "| all |" in (out / "val_report.md").read_text()
+    best = load_model_file(out / "best.pt")
+    assert best["meta"].class_names[0] == "floor" and best["meta"].input_size == (32, 32)
+    assert best["training"]["best"]["value"] == pytest.approx(min(float(e["rmse"]) for e in epochs))
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 6 and summary["nonfinite_steps"] == 0
+    # a second fresh run into the same folder would overwrite the checkpoint: refused
+    assert main(args) == 1
+    assert "already holds a checkpoint" in capsys.readouterr().err
+
+
+def test_weak_supervision_freezes_the_other_branch(tmp_path):
+    config = _tiny("train.mode=alternating", "optim.name=sgd", "optim.momentum=0.9",
+                   "data.train=[{type: synthetic, num_samples: 4, targets: [depth]}, "
+                   "{type: synthetic, num_samples: 4, first_seed: 50, targets: [labels]}]")
+    trainer = Trainer(config, tmp_path / "run")
+    assert trainer.schedule_order == [0, 1, 0, 1]
+    groups = trainer.model.parameter_groups()
+    loaders, _ = trainer._loaders(0, 0)
+    for loader, kind, frozen, active in ((loaders[0], "depth", ("semantic", "semantic_head"),
+                                          ("depth", "encoder", "sharing")),
+                                         (loaders[1], "semantic", ("depth",),
+                                          ("semantic", "semantic_head", "encoder"))):
+        batch = next(iter(loader))
+        assert batch_kind(batch) == kind
+        before = {name: [p.detach().clone() for p in groups[name]] for name in groups}
+        for _ in range(2):  # second step: momentum would move a frozen parameter
+            loss, parts = trainer._train_step(batch, kind)
+            assert loss is not None
+        assert ("focal" in parts) == (kind == "semantic")
+        assert ("depth_attention" in parts) == (kind == "depth")
+        for name in frozen:
+            assert all(torch.equal(a, b) for a, b in zip(before[name], groups[name])), name
+        for name in active:
+            assert any(not torch.equal(a, b) for a, b in zip(before[name], groups[name])), name
+
+
+def test_init_checkpoint_replaces_only_the_semantic_head_and_group_lrs(tmp_path):
+    source = build_network({"encoder": "resnet18", "num_classes": 40})
+    meta = ModelMeta(network=source.config.to_dict(), class_names=[f"c{i}" for i in range(40)],
+                     palette=[(i, i, i) for i in range(40)])
+    save_model_file(tmp_path / "nyu.pt", source.state_dict(), meta)
+    config = _tiny(f"init.checkpoint={tmp_path / 'nyu.pt'}", "optim.lr=1e-4",
+                   "optim.group_lr.semantic_head=1e-2")
+    trainer = Trainer(config, tmp_path / "run")
+    own = trainer.model.state_dict()
+    for key, value in source.state_dict().items():
+        if key.startswith("semantic_head."):
+            assert own[key].shape[0] == 6 and value.shape[0] == 40
+        else:
+            assert torch.equal(own[key], value), key
+    lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert lrs == {"encoder": 1e-4, "depth": 1e-4, "semantic": 1e-4, "sharing": 1e-4,
+                   "semantic_head": 1e-2}
+    with pytest.raises(SynergyError, match="replace_semantic_head=true"):
+        Trainer(_tiny(f"init.checkpoint={tmp_path / 'nyu.pt'}",
+                      "init.replace_semantic_head=false"), tmp_path / "run2")
+
+
+def test_nonfinite_losses_are_skipped_then_stop(tmp_path):
+    # an absurd learning rate blows the weights up within a step or two: real NaN/inf losses
+    config = _tiny("optim.name=sgd", "optim.lr=1e30", "optim.momentum=0", "train.epochs=3",
+                   "train.max_nonfinite=2", "val.every_epochs=0")
+    trainer = Trainer(config, tmp_path / "run")
+    with pytest.raises(SynergyError, match="not finite for 2 steps in a row"):
+        trainer.fit()
+    rows = _log(tmp_path / "run" / "train_log.csv")
+    assert [r["skipped"] for r in rows][-2:] == ["1", "1"]
+    assert trainer.state.nonfinite_total >= 2
+
+
+@pytest.mark.parametrize("overrides, pattern", [
+    (["data.train=[{type: nyu_v3}]"], "dataset type 'nyu_v3' is unknown"),
+    (["data.train=[{type: synthetic, num_samples: 0}]"], "num_samples"),
+    (["data.train=[{type: synthetic, frames: 3}]"], r"unknown keys \['frames'\]"),
+    (["data.train=[{type: synthetic, targets: [rgb]}]"], "subset of"),
+    (["data.train=[]"], "data.train is empty"),
+    (["data.train=[{type: synthetic, num_samples: 1}]"], "fewer than data.batch_size"),
+    (["model.num_classes=40"], "predicts 40 classes but data.labels='synthetic' has 6"),
+    (["data.labels=nyu40", "model.num_classes=40"], "label set 'synthetic' but data.labels"),
+    (["loss={l3: 1}"], r"unknown loss names \['l3'\]"),
+    (["model.encoder=resnet19"], "encoder='resnet19'"),
+    (["val.best_metric=accuracy"], "not a validation metric"),
+    (["device=cuda:7"], "no CUDA GPU|cuda"),
+    (["init.checkpoint=/nonexistent/model.pt"], "does not exist"),
+])
+def test_bad_input_stops_before_training(tmp_path, overrides, pattern):
+    if overrides == ["device=cuda:7"] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SynergyError, match=pattern):
+        Trainer(_tiny(*overrides), tmp_path / "run")
+    assert not (tmp_path / "run" / "train_log.csv").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_network(tmp_path):
+    trainer = Trainer(_tiny("train.max_steps=1", "val.every_epochs=0"), tmp_path / "run")
+    trainer.fit()
+    with pytest.raises(SynergyError, match="different network.*sharing"):
+        Trainer(_tiny("model.sharing=separate"), tmp_path / "run", resume="auto")
+    with pytest.raises(SynergyError, match="no such checkpoint"):
+        Trainer(_tiny(), tmp_path / "other", resume=str(tmp_path / "missing.pt"))
