@@ -132,19 +132,24 @@ class _Room:
         ceiling = (axis == 1) & ~floor
         wall = axis != 1
         label = np.where(floor, FLOOR, np.where(ceiling, CEILING, WALL)).astype(np.uint8)
-        along = np.where(axis == 0, p[:, 2], p[:, 0])  # horizontal coordinate on a wall
-        tiles = _checker(p[:, 0], p[:, 2], self.tile)
-        grout = np.minimum(_stripes(p[:, 0] + 0.01, self.tile, 0.06)
-                           + _stripes(p[:, 2] + 0.01, self.tile, 0.06), 1.0)
-        floor_pat = (0.72 + 0.28 * tiles) * (1.0 - 0.35 * grout)
-        panel = _stripes(along, self.panel, 0.9)
-        skirting = p[:, 1] > self.hi[1] - 0.12
-        wall_pat = (0.75 + 0.25 * panel) * np.where(skirting, 0.45, 1.0)
-        grid = np.maximum(_stripes(p[:, 0], 0.6, 0.05), _stripes(p[:, 2], 0.6, 0.05))
-        ceil_pat = 1.0 - 0.3 * grid
-        albedo = np.where(floor[:, None], self.floor_rgb * floor_pat[:, None],
-                          np.where(wall[:, None], self.wall_rgb * wall_pat[:, None],
-                                   self.ceiling_rgb * ceil_pat[:, None]))
+        albedo = np.empty_like(p)
+        if floor.any():
+            x, z = p[floor, 0], p[floor, 2]
+            grout = np.minimum(_stripes(x + 0.01, self.tile, 0.06)
+                               + _stripes(z + 0.01, self.tile, 0.06), 1.0)
+            pattern = (0.72 + 0.28 * _checker(x, z, self.tile)) * (1.0 - 0.35 * grout)
+            albedo[floor] = self.floor_rgb * pattern[:, None]
+        if wall.any():
+            pw = p[wall]
+            along = np.where(axis[wall] == 0, pw[:, 2], pw[:, 0])  # horizontal on the wall
+            skirting = pw[:, 1] > self.hi[1] - 0.12
+            panels = 0.75 + 0.25 * _stripes(along, self.panel, 0.9)
+            pattern = panels * np.where(skirting, 0.45, 1.0)
+            albedo[wall] = self.wall_rgb * pattern[:, None]
+        if ceiling.any():
+            pc = p[ceiling]
+            grid = np.maximum(_stripes(pc[:, 0], 0.6, 0.05), _stripes(pc[:, 2], 0.6, 0.05))
+            albedo[ceiling] = self.ceiling_rgb * (1.0 - 0.3 * grid)[:, None]
         return _Hits(albedo, normal, label)
 
 
