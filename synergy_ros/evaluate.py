@@ -352,6 +352,13 @@ class Evaluator:
             self.stream_of[options.semantic_gt_topic] = "sem_gt"
         if options.pred_semantic_topic:
             self.stream_of[options.pred_semantic_topic] = "pred_sem"
+        anchor_topic = options.image_topic if options.model else options.pred_topic
+        self.expected_frames = _message_count(options.bag, anchor_topic)
+        if options.max_frames:
+            self.expected_frames = min(self.expected_frames or options.max_frames,
+                                       options.max_frames)
+        if self.expected_frames and options.num_samples:  # spread the PNG frames over the bag
+            self._sample_every = max(1, self.expected_frames // options.num_samples)
 
     # -- setup ------------------------------------------------------------------------------
     def _setup_labels(self) -> None:
@@ -409,7 +416,7 @@ class Evaluator:
         if options.output_bag:
             self._open_output_bag()
         started = time.monotonic()
-        bar = tqdm(unit="frame", desc=f"evaluate {options.bag.name}",
+        bar = tqdm(unit="frame", desc=f"evaluate {options.bag.name}", total=self.expected_frames,
                    disable=not options.progress, dynamic_ncols=True)
         scored = 0
         try:
@@ -685,6 +692,16 @@ def _relative(path: Path, base: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------
+def _message_count(bag: Path, topic: str) -> int | None:
+    """Messages on ``topic`` according to the bag's index (None when it cannot tell)."""
+    from synergy_ros import bagio
+
+    try:
+        return bagio.bag_message_counts(bag).get(topic) or None
+    except SynergyError:
+        return None
+
+
 def _topic_list(topic_types: dict[str, str]) -> str:
     return ", ".join(f"{topic} ({msgtype})" for topic, msgtype in sorted(topic_types.items()))
 

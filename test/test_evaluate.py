@@ -163,7 +163,7 @@ def test_outputs_json_csv_markdown_plots(tmp_path):
     assert float(lines[1].split(",")[4]) == pytest.approx(0.1, abs=1e-4)
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert pngs == ["error_over_time.png", "error_vs_range.png", "frame_00000.png",
-                    "frame_00001.png"]
+                    "frame_00002.png"]  # 2 samples spread over 4 frames
     report = (out / "report.md").read_text()
     assert "| <=4m |" in report and "pixel acc" in report
     assert "(plots/frame_00000.png)" in report and "(plots/error_vs_range.png)" in report
