@@ -78,6 +78,16 @@ def test_preprocess_rejects_non_rgb8(bad):
         Preprocessor((8, 8), (0, 0, 0), (1, 1, 1))([bad])
 
 
+def test_preprocess_accepts_non_contiguous_views():
+    """Flipped/cropped views (negative strides) are handled like their copies."""
+    pre = Preprocessor((8, 12), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    image = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    view = image[::-1, 5:25]
+    got, _ = pre([view])
+    want, _ = pre([view.copy()])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_label_dtype_switches_at_255_classes():
     """uint8 for <= 255 classes, uint16 above."""
     assert label_dtype(255) == np.uint8 and label_dtype(256) == np.uint16

@@ -67,7 +67,8 @@ class Preprocessor:
             check_rgb_image(image, i)
             sizes.append(image.shape[:2])
             if image.shape[:2] != (height, width):
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+                image = cv2.resize(np.ascontiguousarray(image), (width, height),
+                                   interpolation=cv2.INTER_LINEAR)
             for channel in range(3):
                 np.multiply(image[:, :, channel], self.scale[channel], out=batch[i, channel],
                             dtype=np.float32)

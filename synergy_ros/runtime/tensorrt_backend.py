@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -299,6 +300,7 @@ class TensorRTPredictor(Predictor):
         self._engine = engine
         self._context = engine.create_execution_context()
         self._dynamic = dynamic
+        self._lock = threading.Lock()  # the buffers are shared: one inference at a time
         self._stream = torch.cuda.Stream(device=torch.device(device))
         torch_dtypes = {"float32": torch.float32, "float16": torch.float16,
                         "int32": torch.int32, "int8": torch.int8, "bool": torch.bool,
@@ -322,7 +324,7 @@ class TensorRTPredictor(Predictor):
         import torch
 
         count = batch.shape[0]
-        with torch.cuda.stream(self._stream):
+        with self._lock, torch.cuda.stream(self._stream):
             host_in = self._host_buffers[INPUT_NAME]
             host_in[:count].numpy()[...] = batch
             self._device_buffers[INPUT_NAME][:count].copy_(host_in[:count], non_blocking=True)
@@ -333,8 +335,9 @@ class TensorRTPredictor(Predictor):
             for name in self._outputs:
                 self._host_buffers[name][:count].copy_(self._device_buffers[name][:count],
                                                        non_blocking=True)
-        self._stream.synchronize()
-        out = {name: self._host_buffers[name][:count].numpy().copy() for name in self._outputs}
+            self._stream.synchronize()
+            out = {name: self._host_buffers[name][:count].numpy().copy()
+                   for name in self._outputs}
         return RawOutput(out["depth"], out["labels"], out.get("attention"))
 
     def close(self) -> None:
