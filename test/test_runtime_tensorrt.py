@@ -40,6 +40,10 @@ def test_missing_tensorrt_says_what_to_do(model_file, tmp_path):
     """Asking for TensorRT where it is not installed names the fallback backend."""
     with pytest.raises(SynergyError, match="--backend onnxruntime"):
         load_predictor(model_file, backend="tensorrt", device="cuda", engine_cache_dir=tmp_path)
+    engine = tmp_path / "copied.engine"
+    engine.write_bytes(b"\0" * 128)
+    with pytest.raises(SynergyError, match="TensorRT is not installed"):
+        load_predictor(engine)  # auto: an .engine can only mean TensorRT
 
 
 @needs_trt
