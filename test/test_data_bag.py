@@ -84,3 +84,21 @@ def test_bag_dataset_errors(tmp_path):
     tiny = BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt",
                       label_set="synthetic", cache_dir=tmp_path / "c", show_progress=False)
     assert tiny[0]["labels"].max() < 6
+
+
+def test_bag_and_synthetic_datasets_in_dataloader_workers(tmp_path):
+    import torch
+
+    from synergy_ros.data.synthetic import SyntheticDataset
+
+    bag = tmp_path / "bag"
+    write_synthetic_bag(bag, 4, 16, 16, seed=2)
+    for dataset in (BagDataset(bag, "/camera/image_raw", "/camera/depth_gt",
+                               "/camera/semantic_gt", label_set="synthetic",
+                               cache_dir=tmp_path / "c", show_progress=False),
+                    SyntheticDataset("val", 4, 16, 16)):
+        batches = list(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2))
+        assert [b["image"].shape for b in batches] == [(2, 3, 16, 16)] * 2
+        assert all(b["has_depth"].all() and b["has_labels"].all() for b in batches)
+        single = torch.stack([dataset[i]["depth"] for i in range(4)])
+        assert torch.equal(torch.cat([b["depth"] for b in batches]), single)
