@@ -34,7 +34,8 @@ def test_config_unknown_key_lists_valid_keys():
 @pytest.mark.parametrize("bad", [{"encoder": "vgg16"}, {"sharing": "cross_stitch"},
                                  {"num_classes": 0}, {"shared_layers": 5},
                                  {"decoder_width": 100}, {"max_depth": -1.0},
-                                 {"sharing_granularity": "pixel"}, {"upconv": "deconv"}])
+                                 {"sharing_granularity": "pixel"}, {"upconv": "deconv"},
+                                 {"max_depth": "10"}, {"frozen_bn": "yes"}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(SynergyError, match=next(iter(bad))):
         build_network(bad)

@@ -1,7 +1,7 @@
 """SynergyNet exports: torch.onnx (opset 17, checked by onnx.checker, parity with onnxruntime)
 and torch.export, for every sharing variant and up-conv type on ResNet-18, bigger backbones
 once
-(each < 5 s here).
+(marked slow).
 
 The ONNX export uses the TorchScript-based exporter (``dynamo=False``), as synergy_ros.export
 does: in torch 2.13 ``torch.onnx.export`` defaults to the dynamo exporter, which needs the
@@ -98,11 +98,16 @@ def test_onnx_export_of_odd_size_pads_inside_the_graph():
     _check_parity(proto, model, image)
 
 
+@pytest.mark.slow  # 9-23 s each on the shared 2-core machine
 @pytest.mark.parametrize("encoder", ["resnet34", "resnet50", "resnet101"])
-def test_onnx_export_bigger_backbones(encoder):
+def test_onnx_and_torch_export_bigger_backbones(encoder):
     model = _model(encoder=encoder)
     image = torch.randn(1, 3, 64, 64)
     _check_parity(_export_legacy(model, image), model, image)
+    program = torch.export.export(model, (image,))
+    with torch.no_grad():
+        for got, expected in zip(program.module()(image), model(image)):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None,

@@ -77,9 +77,17 @@ class NetworkConfig:
                                                or self.decoder_width < 16
                                                or self.decoder_width % 16):
             problems.append(f"decoder_width={self.decoder_width!r} (a multiple of 16, or null)")
-        if not 0 < self.min_depth < self.max_depth:
+        numbers = {name: getattr(self, name) for name in ("min_depth", "max_depth",
+                                                          "sharing_init")}
+        bad_numbers = [name for name, value in numbers.items()
+                       if isinstance(value, bool) or not isinstance(value, (int, float))]
+        for name in bad_numbers:
+            problems.append(f"{name}={numbers[name]!r} (a number)")
+        if not bad_numbers and not 0 < self.min_depth < self.max_depth:
             problems.append(f"min_depth={self.min_depth!r}, max_depth={self.max_depth!r} "
                             f"(need 0 < min_depth < max_depth, metres)")
+        if not isinstance(self.frozen_bn, bool):
+            problems.append(f"frozen_bn={self.frozen_bn!r} (true or false)")
         if problems:
             raise SynergyError("invalid network config: " + "; ".join(problems))
 
