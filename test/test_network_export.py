@@ -1,7 +1,6 @@
 """SynergyNet exports: torch.onnx (opset 17, checked by onnx.checker, parity with onnxruntime)
 and torch.export, for every sharing variant and up-conv type on ResNet-18, bigger backbones
-once
-(marked slow).
+once (marked slow).
 
 The ONNX export uses the TorchScript-based exporter (``dynamo=False``), as synergy_ros.export
 does: in torch 2.13 ``torch.onnx.export`` defaults to the dynamo exporter, which needs the
