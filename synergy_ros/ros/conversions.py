@@ -135,10 +135,31 @@ def image_to_array(msg) -> np.ndarray:
     return view
 
 
-def _image_message(**fields):
-    from sensor_msgs.msg import Image
+_CHECK_FIELDS_KWARG: dict = {}
 
-    return Image(**fields)
+
+def new_message(msg_type, data: array.array | None = None, **fields):
+    """Construct a ROS message, storing ``data`` (an ``array.array('B')``) without a copy.
+
+    rclpy's generated ``__init__`` always copies ``data``; its setter keeps an array.array
+    as is when field checks are on (``check_fields=True``, newer rosidl) or, on distros
+    without ``check_fields`` (Humble), under ``__debug__``. This builds the message without
+    data, then assigns it, so a multi-MB image or cloud is not copied twice. Messages built
+    with ``check_fields=True`` also type-check later field assignments (AssertionError), as
+    with ROS_PYTHON_CHECK_FIELDS=1.
+    """
+    if _CHECK_FIELDS_KWARG.get(msg_type, True):
+        try:
+            msg = msg_type(check_fields=True, **fields)
+            _CHECK_FIELDS_KWARG[msg_type] = True
+        except AssertionError:  # rosidl without check_fields: unknown constructor argument
+            _CHECK_FIELDS_KWARG[msg_type] = False
+            msg = msg_type(**fields)
+    else:
+        msg = msg_type(**fields)
+    if data is not None:
+        msg.data = data
+    return msg
 
 
 def byte_array(array_like: np.ndarray) -> array.array:
@@ -146,6 +167,11 @@ def byte_array(array_like: np.ndarray) -> array.array:
     data = array.array("B")
     data.frombytes(memoryview(np.ascontiguousarray(array_like)).cast("B"))
     return data
+
+
+def zeroed_byte_array(size: int) -> array.array:
+    """A zero-filled ``array.array('B')`` of ``size`` bytes (fill it through np.frombuffer)."""
+    return array.array("B", bytes(1)) * int(size)
 
 
 def array_to_image(image: np.ndarray, encoding: str, header=None):
@@ -181,7 +207,9 @@ def array_to_image(image: np.ndarray, encoding: str, header=None):
                   data=byte_array(image.astype(dtype, copy=False)))
     if header is not None:
         fields["header"] = header
-    return _image_message(**fields)
+    from sensor_msgs.msg import Image
+
+    return new_message(Image, **fields)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -288,10 +316,9 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None, quality: 
                                cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
-    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8", data=byte_array(encoded))
-    if header is not None:
-        msg.header = header
-    return msg
+    fields = {} if header is None else {"header": header}
+    return new_message(CompressedImage, data=byte_array(encoded),
+                       format=f"rgb8; {fmt} compressed bgr8", **fields)
 
 
 def camera_info_to_intrinsics(msg) -> PinholeIntrinsics:

@@ -340,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (SynergyError, InvalidParameterValueException, InvalidParameterTypeException) as exc:
+    except InvalidParameterTypeException as exc:
+        print(f"synergy_node: {_one_line(exc)} (in YAML write doubles with a decimal point, "
+              "e.g. 20.0, and strings in quotes)", file=sys.stderr)
+        return 1
+    except (SynergyError, InvalidParameterValueException) as exc:
         print(f"synergy_node: {_one_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - e.g. a backend failing to open a model

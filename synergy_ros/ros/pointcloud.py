@@ -29,7 +29,7 @@ import sys
 import numpy as np
 
 from synergy_ros.geometry import PinholeIntrinsics, backproject
-from synergy_ros.ros.conversions import byte_array
+from synergy_ros.ros.conversions import new_message, zeroed_byte_array
 
 POINT_STEP = 32
 POINT_STEP_XYZ = 16
@@ -127,9 +127,9 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndar
     h, w = points.shape[:2]
     with_rgb, with_label = rgb is not None, labels is not None
     point_step = POINT_STEP if (with_rgb or with_label) else POINT_STEP_XYZ
-    buffer = np.zeros((h, w, point_step // 4), dtype=np.float32)
-    buffer[..., 0:3] = points
-    words = buffer.view(np.uint32)
+    data = zeroed_byte_array(h * w * point_step)  # the message's own buffer, filled in place
+    words = np.frombuffer(data, dtype=np.uint32).reshape(h, w, point_step // 4)
+    words.view(np.float32)[..., 0:3] = points
     if with_rgb:
         words[..., 4] = pack_rgb(rgb)
     if with_label:
@@ -137,12 +137,11 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndar
         if labels.dtype.kind not in "ui":
             raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
         words[..., 5] = labels
-    msg = PointCloud2(height=h, width=w, fields=_fields(with_rgb, with_label),
-                      is_bigendian=sys.byteorder == "big", point_step=point_step,
-                      row_step=point_step * w, is_dense=False, data=byte_array(buffer))
-    if header is not None:
-        msg.header = header
-    return msg
+    fields = {} if header is None else {"header": header}
+    return new_message(PointCloud2, data=data, height=h, width=w,
+                       fields=_fields(with_rgb, with_label),
+                       is_bigendian=sys.byteorder == "big", point_step=point_step,
+                       row_step=point_step * w, is_dense=False, **fields)
 
 
 def pointcloud2_to_array(msg) -> np.ndarray:
