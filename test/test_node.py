@@ -384,3 +384,36 @@ def test_back_projection_helper_agrees_with_geometry():
     points = backproject(depth, k)
     us = np.arange(MODEL_W)
     np.testing.assert_allclose(points[0, :, 0], (us - k.cx) * depth[0] / k.fx, rtol=1e-5)
+
+
+def test_bgr8_input_attention_output_and_best_effort_subscriber(harness, model_path):
+    start_node(harness, model_path, publish_attention=True)
+    harness.record(Image, "attention")
+    harness.record(Image, "depth", reliable=False)  # reliable publisher serves best effort too
+    pub = harness.publisher(Image, "image")
+    ok, _ = publish_until(harness, pub, lambda: harness.messages("attention")
+                          and harness.messages("depth"), 15.0,
+                          make=lambda i, s: camera_frame(scene_rgb(0), s, encoding="bgr8"))
+    assert ok
+    attention = harness.messages("attention")[0]
+    assert (attention.encoding, attention.height, attention.width) == ("32FC1", MODEL_H,
+                                                                       MODEL_W)
+    assert np.isfinite(image_to_array(attention)).all()
+
+
+def test_more_than_255_classes_publish_mono16_at_input_resolution(harness, tmp_path):
+    model = make_model_file(tmp_path / "many.pt", num_classes=300, input_size=(32, 32))
+    start_node(harness, model, output_resolution="input")
+    harness.record(Image, "semantic")
+    harness.record(CameraInfo, "depth/camera_info")
+    ok, _ = publish_until(harness, harness.publisher(Image, "image"),
+                          lambda: harness.messages("semantic") and harness.messages(
+                              "depth/camera_info"), 15.0,
+                          info=harness.publisher(CameraInfo, "camera_info"))
+    assert ok
+    semantic = harness.messages("semantic")[0]
+    labels = image_to_array(semantic)
+    assert semantic.encoding == "mono16" and labels.dtype == np.uint16 and labels.max() < 300
+    assert labels.shape == (CAMERA_H, CAMERA_W)  # resized back to the camera image
+    np.testing.assert_allclose(harness.messages("depth/camera_info")[0].k,
+                               CAMERA_K.k_matrix().reshape(-1))

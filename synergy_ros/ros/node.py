@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import threading
 import time
 from typing import Any
 
@@ -97,6 +98,7 @@ class SynergyNode(Node):
         self._input_rate, self._output_rate = RateMeter(), RateMeter()
         self._latency, self._inference = LatencyStats(), LatencyStats()
         self._received = self._bad = self._skipped = self._reported_errors = 0
+        self._count_lock = threading.Lock()
         s = self._settings
         in_qos = _qos(s["qos_reliability"], s["qos_depth"])
         out_qos = _qos(s["output_qos_reliability"], s["output_qos_depth"])
@@ -156,7 +158,8 @@ class SynergyNode(Node):
 
     # ---- executor-thread callbacks (fast: never wait for inference) ----------------------
     def _drop_bad(self, what: str, exc: Exception) -> None:
-        self._bad += 1
+        with self._count_lock:  # called from the executor and the worker thread
+            self._bad += 1
         self.get_logger().warning(f"dropping bad {what} message ({self._bad} so far): {exc}",
                                   throttle_duration_sec=THROTTLE_S)
 
