@@ -30,8 +30,8 @@ Crop = Union[None, str, Sequence[int]]
 
 
 def _to_numpy(array, name: str) -> np.ndarray:
-    if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
+    if hasattr(array, "detach"):  # torch (any device, also float16 / bfloat16)
+        array = array.detach().float().cpu().numpy()
     array = np.asarray(array)
     while array.ndim > 2 and array.shape[0] == 1:
         array = array[0]

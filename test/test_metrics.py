@@ -38,6 +38,8 @@ def test_predictions_are_clipped_and_torch_accepted():
     m = depth_metrics(pred, gt, min_depth=1e-3, max_depth=10.0)
     assert m["abs_rel"] == pytest.approx((5 / 5 + (5 - 1e-3) / 5) / 2)
     assert depth_metrics(torch.ones(1, 1, 2, 2), torch.ones(2, 2))["rmse"] == 0.0
+    half = depth_metrics(torch.full((2, 2), 2.0, dtype=torch.bfloat16), torch.ones(2, 2))
+    assert half["abs_rel"] == 1.0
 
 
 def test_no_valid_pixel_gives_nan_and_shape_mismatch_errors():
