@@ -113,23 +113,61 @@ def _start(harness, model_path: Path, threads: int):
     return node
 
 
-def _harness(tag: str):
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+SUBSCRIBER_SCRIPT = """
+import sys
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+rclpy.init()
+node = rclpy.create_node("bench_subscribers", namespace=sys.argv[1])
+qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+for topic, kind in (("depth", Image), ("depth/camera_info", CameraInfo), ("semantic", Image),
+                    ("semantic_color", Image), ("points", PointCloud2)):
+    node.create_subscription(kind, topic, lambda msg: None, qos)
+try:
+    rclpy.spin(node)
+except (KeyboardInterrupt, ExternalShutdownException):
+    pass
+"""
 
+
+class Subscribers:
+    """Subscribers on every output: in this process (harness) or in another (like rviz)."""
+
+    def __init__(self, harness, where: str) -> None:
+        import subprocess
+
+        self.process = None
+        if where == "process":
+            self.process = subprocess.Popen([sys.executable, "-c", SUBSCRIBER_SCRIPT,
+                                             harness.namespace], env=dict(os.environ))
+        else:
+            from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+            types = {"depth": Image, "depth/camera_info": CameraInfo, "semantic": Image,
+                     "semantic_color": Image, "points": PointCloud2}
+            for topic in OUTPUT_TOPICS:
+                harness.record(types[topic], topic)
+
+    def close(self) -> None:
+        """Stop the subscriber process."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def _harness(tag: str):
     from synergy_ros.ros.testing import RosHarness
 
     namespace = f"/bench_node_{tag}_{os.getpid()}"
     harness = RosHarness(namespace)
     harness.namespace = namespace
-    types = {"depth": Image, "depth/camera_info": CameraInfo, "semantic": Image,
-             "semantic_color": Image, "points": PointCloud2}
-    for topic in OUTPUT_TOPICS:
-        harness.record(types[topic], topic)
     return harness
 
 
 def bench_overhead(model_path: Path, width: int, height: int, frames: int,
-                   threads: int) -> dict:
+                   threads: int, subscribers: str) -> dict:
     """One frame at a time: latency - model time, with every output subscribed."""
     from sensor_msgs.msg import CameraInfo, Image
 
@@ -137,15 +175,17 @@ def bench_overhead(model_path: Path, width: int, height: int, frames: int,
     from synergy_ros.ros.conversions import intrinsics_to_camera_info
     from synergy_ros.ros.testing import camera_frame
 
-    harness = _harness(f"{width}x{height}")
+    harness = _harness(f"{width}x{height}_{subscribers}")
+    subs = Subscribers(harness, subscribers)
     try:
         node = _start(harness, model_path, threads)
         image_pub = harness.publisher(Image, "image")
         info_pub = harness.publisher(CameraInfo, "camera_info")
         k = PinholeIntrinsics.from_fov(1.2, width, height)
         rgb = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        harness.wait_for(lambda: all(p.get_subscription_count() > 0 for p in node._pubs.values()
-                                     if p.topic_name.rsplit("/", 1)[-1] != "attention"), 10.0)
+        if not harness.wait_for(lambda: all(p.get_subscription_count() > 0
+                                            for p in node._pubs.values()), 30.0):
+            raise RuntimeError("the output subscribers did not appear")
         for i in range(frames + 2):  # 2 warm-up frames
             msg = camera_frame(rgb, 1_000 + i)
             info_pub.publish(intrinsics_to_camera_info(k, msg.header))
@@ -158,7 +198,8 @@ def bench_overhead(model_path: Path, width: int, height: int, frames: int,
         latency = node._latency.values()[warm:]
         model = node._inference.values()[warm:]
         overhead = [a - b for a, b in zip(latency, model)]
-        return {"size": f"{width}x{height}", "frames": len(latency),
+        return {"size": f"{width}x{height}", "subscribers": subscribers,
+                "frames": len(latency),
                 "model_p50_ms": percentile(model, 50),
                 "latency_p50_ms": percentile(latency, 50),
                 "overhead_p50_ms": percentile(overhead, 50),
@@ -166,6 +207,7 @@ def bench_overhead(model_path: Path, width: int, height: int, frames: int,
                 "overhead_pct_of_model": 100.0 * percentile(overhead, 50)
                 / percentile(model, 50)}
     finally:
+        subs.close()
         harness.close()
 
 
@@ -177,10 +219,13 @@ def bench_overload(model_path: Path, width: int, height: int, seconds: float,
     from synergy_ros.ros.testing import camera_frame
 
     harness = _harness(f"overload_{width}x{height}")
+    subs = Subscribers(harness, "process")
     try:
         node = _start(harness, model_path, threads)
         image_pub = harness.publisher(Image, "image")
-        harness.wait_for(lambda: image_pub.get_subscription_count() > 0, 10.0)
+        if not harness.wait_for(lambda: image_pub.get_subscription_count() > 0 and all(
+                p.get_subscription_count() > 0 for p in node._pubs.values()), 30.0):
+            raise RuntimeError("the node or the output subscribers did not appear")
         rgb = np.random.default_rng(2).integers(0, 256, (height, width, 3), dtype=np.uint8)
         msg = camera_frame(rgb, 0)
         start, sent = time.perf_counter(), 0
@@ -196,6 +241,7 @@ def bench_overload(model_path: Path, width: int, height: int, seconds: float,
         return {"size": f"{width}x{height}", "rate_hz": 30, "seconds": seconds,
                 "frames_sent": sent, "frames_received": snap.frames_received,
                 "frames_processed": snap.frames_processed, "frames_dropped": snap.frames_dropped,
+                "frames_skipped": snap.frames_skipped_no_subscribers,
                 "model_p50_ms": percentile(model, 50), "model_p95_ms": percentile(model, 95),
                 "latency_p50_ms": percentile(latency, 50),
                 "latency_p95_ms": percentile(latency, 95),
@@ -204,6 +250,7 @@ def bench_overload(model_path: Path, width: int, height: int, seconds: float,
                 "latency_p50_first_third_ms": percentile(latency[:third], 50),
                 "latency_p50_last_third_ms": percentile(latency[-third:], 50)}
     finally:
+        subs.close()
         harness.close()
 
 
@@ -214,14 +261,20 @@ def to_markdown(result: dict) -> str:
              f"average {load['start']:.1f} at start, {load['end']:.1f} at end (shared machine: "
              "the model's tail latency varies with it)", "",
              f"Model: {result['model']}", "", "## Node overhead (one frame at a time)", "",
-             "| camera = model size | model p50 (ms) | end-to-end p50 (ms) | overhead p50 (ms) "
-             "| overhead p95 (ms) | overhead / model | target |", "|---|---|---|---|---|---|---|"]
+             "Subscribers on all five outputs, either in another process (as rviz or "
+             "depth_image_proc would be) or in the node's own process (then receiving the "
+             "multi-MB messages competes with the node for the GIL and the 2 CPUs).", "",
+             "| camera = model size | subscribers | model p50 (ms) | end-to-end p50 (ms) | "
+             "overhead p50 (ms) | overhead p95 (ms) | overhead / model | target |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in result["overhead"]:
-        lines.append(f"| {row['size']} | {row['model_p50_ms']:.1f} | {row['latency_p50_ms']:.1f}"
+        lines.append(f"| {row['size']} | {row['subscribers']} | {row['model_p50_ms']:.1f} | "
+                     f"{row['latency_p50_ms']:.1f}"
                      f" | {row['overhead_p50_ms']:.1f} | {row['overhead_p95_ms']:.1f} | "
                      f"{row['overhead_pct_of_model']:.1f} % | <= 10 % |")
     o = result["overload"]
-    lines += ["", f"## Overload: camera at 30 Hz for {o['seconds']:.0f} s ({o['size']})", "",
+    lines += ["", f"## Overload: camera at 30 Hz for {o['seconds']:.0f} s ({o['size']}, "
+              "subscribers in another process)", "",
               "| sent | received | processed | dropped | model p50 / p95 (ms) | e2e p50 (ms) | "
               "e2e p95 (ms) | e2e p95 / model p50, p95 | first-third p50 | last-third p50 | "
               "target |", "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -264,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         result["overhead"] = []
         for width, height in SIZES:
-            print(f"overhead at {width}x{height} ...", flush=True)
             model = _model(Path(tmp), width, height)
-            result["overhead"].append(bench_overhead(model, width, height, args.frames,
-                                                     args.threads))
+            for where in ("process", "inprocess"):
+                print(f"overhead at {width}x{height}, subscribers {where} ...", flush=True)
+                result["overhead"].append(bench_overhead(model, width, height, args.frames,
+                                                         args.threads, where))
         print(f"overload at {ow}x{oh}, 30 Hz ...", flush=True)
         result["overload"] = bench_overload(_model(Path(tmp), ow, oh), ow, oh,
                                             args.overload_seconds, args.threads)
@@ -277,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "node_cpu.md", to_markdown(result))
     print(to_markdown(result))
     summary = result["overhead"]
-    print("summary: overhead " + ", ".join(f"{r['size']} {r['overhead_p50_ms']:.1f} ms "
+    print("summary: overhead " + ", ".join(f"{r['size']} {r['subscribers']} "
+                                           f"{r['overhead_p50_ms']:.1f} ms "
                                            f"({r['overhead_pct_of_model']:.1f} %)"
                                            for r in summary)
           + f"; overload p95 {result['overload']['p95_over_model_p50']:.2f}x model; cloud "
