@@ -56,6 +56,8 @@ SCHEMA: dict = {
     "name": Key("synergy", "str", "run name (default output folder runs/<name>)"),
     "seed": Key(0, "int", "seed for weights init, data order and augmentation"),
     "device": Key("auto", "str", "auto (cuda if available), cpu, cuda or cuda:N"),
+    "threads": Key(0, "int", "CPU threads torch uses (0: torch's default, all cores); on a "
+                             "busy shared CPU 1 can be several times faster than 2"),
     "model": Key({}, "dict", "open: NetworkConfig fields (encoder, num_classes, sharing, "
                              "sharing_granularity, max_depth, ...)"),
     "init": {
@@ -73,7 +75,8 @@ SCHEMA: dict = {
         "input_size": Key([96, 128], "list", "training/inference size [height, width] pixels"),
         "train": Key([], "list", "training datasets: list of specs {type: ..., ...}; "
                                  "alternating mode cycles through them batch by batch"),
-        "val": Key(None, "dict", "validation dataset spec {type: ..., ...}", optional=True),
+        "val": Key(None, "dict", "validation dataset spec {type: ..., ...} (a later file "
+                                 "replaces it whole)", optional=True, merge=False),
         "batch_size": Key(8, "int", "training batch size per process"),
         "val_batch_size": Key(None, "int", "validation batch size (null: data.batch_size)",
                               optional=True),
@@ -135,7 +138,7 @@ SCHEMA: dict = {
     },
     "release": {
         "test": Key(None, "dict", "held-out dataset spec scored by `synergy train --release` "
-                                  "(model and constant baselines)", optional=True),
+                                  "(model and constant baselines)", optional=True, merge=False),
         "baseline_samples": Key(256, "int", "training samples whose mean depth / most frequent "
                                             "class form the constant baselines"),
         "fp16": Key(True, "bool", "store the released weights as float16 (half the size)"),

@@ -174,6 +174,8 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         resume_path = self._resume_path(resume)
+        if config["threads"] > 0:
+            torch.set_num_threads(config["threads"])
         torch.manual_seed(config["seed"])
         if config["train"]["deterministic"]:
             torch.use_deterministic_algorithms(True)

@@ -1,7 +1,8 @@
 """Training data plumbing: datasets from config specs, resumable sampling, batch schedules.
 
-- :func:`build_dataset` turns a config spec ``{type: synthetic|nyu|kitti|cityscapes|folder|bag,
-  ...}`` into a dataset of :mod:`synergy_ros.data` producing the training-sample contract.
+- :func:`build_dataset` turns a config spec ``{type: <kind>, augment: {...}, targets: [...],
+  **options}`` into a dataset of the :mod:`synergy_ros.data` registry (synthetic, nyu, kitti,
+  kitti_stereo, cityscapes, folder, bag; options: docs/data.md) with the trainer's transform.
 - :class:`SeededDataset` makes every sample's augmentation a pure function of
   ``(seed, epoch, index)``: the same sample gets the same crop/flip/jitter whether it is loaded
   in the main process or any worker, before or after a resume.
@@ -13,7 +14,6 @@
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import itertools
 import random
@@ -21,10 +21,6 @@ from typing import Any, Iterator, Sequence
 
 from synergy_ros.errors import SynergyError
 
-#: Dataset spec ``type`` -> "module:class" in synergy_ros.data (imported when used).
-DATASET_TYPES = {
-    "synthetic": "synergy_ros.data.synthetic:SyntheticDataset",
-}
 #: Spec keys consumed here (the rest go to the dataset class): ``augment`` holds keyword
 #: arguments of ``synergy_ros.data.transforms.build_transform`` (scale_range, depth_mode,
 #: flip, jitter); training datasets augment, validation datasets only resize. ``targets``
@@ -65,20 +61,25 @@ def build_dataset(spec: dict, input_size: Sequence[int], train: bool, seed: int)
     """Build the dataset a config spec describes, resized/augmented to ``input_size``.
 
     Args:
-        spec: ``{type: <one of DATASET_TYPES>, augment: {...}, **dataset arguments}``.
+        spec: ``{type: <kind of synergy_ros.data.DATASETS>, augment: {...}, targets: [...],
+            **dataset options}``.
         input_size: (height, width) pixels of the training samples.
         train: training (random augmentation) or evaluation (resize only) transform.
         seed: augmentation seed (the dataset seeds sample i of epoch e from it).
     """
+    from synergy_ros.data import DATASETS
+    from synergy_ros.data import build_dataset as build_registered
     from synergy_ros.data.transforms import build_transform
 
     spec = dict(spec)
     kind = spec.pop("type", None)
-    if kind not in DATASET_TYPES:
+    if kind not in DATASETS:
         raise SynergyError(f"dataset type {kind!r} is unknown; use one of "
-                           f"{', '.join(DATASET_TYPES)}, e.g. {{type: synthetic}}")
-    module_name, class_name = DATASET_TYPES[kind].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+                           f"{', '.join(DATASETS)}, e.g. {{type: synthetic}}")
+    owned = sorted({"transform", "seed"} & set(spec))
+    if owned:
+        raise SynergyError(f"{kind} dataset: {owned} are set by the trainer (augmentation: "
+                           f"'{AUGMENT_KEY}', seed: the top-level 'seed'); remove them")
     augment = spec.pop(AUGMENT_KEY, None) or {}
     targets = spec.pop(TARGETS_KEY, None) or list(TARGET_NAMES)
     if (not isinstance(targets, list) or not targets
@@ -100,13 +101,7 @@ def build_dataset(spec: dict, input_size: Sequence[int], train: bool, seed: int)
                  if p not in ("size", "train")]
         raise SynergyError(f"{kind} dataset: bad 'augment' keys ({exc}); valid: "
                            f"{', '.join(valid)}") from exc
-    signature = inspect.signature(cls.__init__)
-    accepted = [p for p in signature.parameters if p not in ("self", "transform", "seed")]
-    unknown = sorted(set(spec) - set(accepted))
-    if unknown and not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
-        raise SynergyError(f"{kind} dataset: unknown keys {unknown}; valid: "
-                           f"{', '.join(accepted)}, {AUGMENT_KEY}, {TARGETS_KEY}")
-    dataset = cls(**spec, transform=transform, seed=seed)
+    dataset = build_registered(kind, **spec, transform=transform, seed=seed)
     if len(targets) < len(TARGET_NAMES):
         dataset = TargetFilter(dataset, targets)
     return dataset

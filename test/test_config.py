@@ -144,3 +144,34 @@ def test_loss_mapping_is_replaced_whole_model_mapping_merged(tmp_path):
     assert config["loss"] == {"l2": 1, "cross_entropy": 1, "focal": 0.5}
     assert config["model"] == {"encoder": "resnet34"}
     assert load_config(leaf, ["loss={l2: 2}"])["loss"] == {"l2": 2}
+
+
+def test_bundled_experiment_configs_extend_one_base():
+    from synergy_ros.losses import TABLE8_CONFIGS
+    from synergy_ros.network import SHARING_MODES
+
+    base = load_config(ROOT / "config" / "train_nyu40.yaml")
+    for name, weights in TABLE8_CONFIGS.items():
+        config = load_config(ROOT / "config" / f"train_loss_{name}.yaml")
+        assert config["loss"] == weights
+        assert {k: v for k, v in config.items() if k not in ("loss", "name")} == \
+            {k: v for k, v in base.items() if k not in ("loss", "name")}
+    for sharing in SHARING_MODES:
+        if sharing == "lateral":
+            assert base["model"]["sharing"] == "lateral"
+            continue
+        config = load_config(ROOT / "config" / f"train_variant_{sharing}.yaml")
+        assert config["model"] == {**base["model"], "sharing": sharing}
+        assert config["data"] == base["data"] and config["loss"] == base["loss"]
+
+
+def test_outdoor_config_is_the_papers_protocol():
+    config = load_config(ROOT / "config" / "train_outdoor_weak.yaml")
+    assert config["train"]["mode"] == "alternating"
+    assert config["data"]["input_size"] == [256, 512]
+    assert config["optim"]["lr"] == pytest.approx(1e-4)
+    assert config["optim"]["group_lr"]["semantic_head"] == pytest.approx(1e-2)
+    assert config["model"]["num_classes"] == 21 and config["data"]["labels"] == "cityscapes21"
+    assert config["init"]["replace_semantic_head"] is True
+    assert [s["type"] for s in config["data"]["train"]] == ["kitti_stereo", "cityscapes"]
+    assert "mat_path" not in config["data"]["val"]  # dataset specs replace, never merge

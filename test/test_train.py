@@ -119,7 +119,7 @@ def test_nonfinite_losses_are_skipped_then_stop(tmp_path):
 @pytest.mark.parametrize("overrides, pattern", [
     (["data.train=[{type: nyu_v3}]"], "dataset type 'nyu_v3' is unknown"),
     (["data.train=[{type: synthetic, num_samples: 0}]"], "num_samples"),
-    (["data.train=[{type: synthetic, frames: 3}]"], r"unknown keys \['frames'\]"),
+    (["data.train=[{type: synthetic, frames: 3}]"], r"no option\(s\) \['frames'\]"),
     (["data.train=[{type: synthetic, targets: [rgb]}]"], "subset of"),
     (["data.train=[]"], "data.train is empty"),
     (["data.train=[{type: synthetic, num_samples: 1}]"], "fewer than data.batch_size"),
