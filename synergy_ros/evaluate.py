@@ -253,14 +253,14 @@ class DepthErrorBins:
         self.sq_err = np.zeros(bins)
 
     def update(self, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> None:
-        """Add the (H, W) pixels where ``valid`` holds (metres)."""
-        g, p = gt[valid].astype(np.float64), pred[valid].astype(np.float64)
-        index = np.clip(np.searchsorted(self.edges, g, side="left") - 1, 0, len(self.count) - 1)
-        inside = g <= self.edges[-1]
-        index, g, p = index[inside], g[inside], p[inside]
-        self.count += np.bincount(index, minlength=len(self.count))
-        self.abs_rel += np.bincount(index, np.abs(p - g) / g, minlength=len(self.count))
-        self.sq_err += np.bincount(index, (p - g) ** 2, minlength=len(self.count))
+        """Add the (H, W) pixels where ``valid`` holds (metres, GT within (0, max_depth])."""
+        g, p = gt[valid], pred[valid]
+        bins = len(self.count)
+        index = np.minimum((g * (bins / self.edges[-1])).astype(np.intp), bins - 1)
+        error = p - g
+        self.count += np.bincount(index, minlength=bins)
+        self.abs_rel += np.bincount(index, np.abs(error) / g, minlength=bins)
+        self.sq_err += np.bincount(index, error * error, minlength=bins)
 
     def means(self) -> tuple[np.ndarray, np.ndarray]:
         """(abs_rel, rmse) per bin, NaN where a bin saw no pixel."""
@@ -280,6 +280,7 @@ class _Scores:
     rmse: list = dataclasses.field(default_factory=list)
     bad_frames: int = 0
     bad_reasons: dict = dataclasses.field(default_factory=dict)
+    _lock: Any = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def add_depth(self, metrics: dict, coverage: float, time_s: float) -> None:
         for key in report.DEPTH_KEYS:
@@ -293,9 +294,10 @@ class _Scores:
         self.abs_rel.append(float(metrics.get("abs_rel", math.nan)))
         self.rmse.append(float(metrics.get("rmse", math.nan)))
 
-    def add_bad(self, reason: str) -> None:
-        self.bad_frames += 1
-        self.bad_reasons[reason] = self.bad_reasons.get(reason, 0) + 1
+    def add_bad(self, reason: str) -> None:  # called by the reading and the scoring thread
+        with self._lock:
+            self.bad_frames += 1
+            self.bad_reasons[reason] = self.bad_reasons.get(reason, 0) + 1
 
     def depth_means(self) -> dict:
         if not self.depth_frames:
@@ -303,6 +305,63 @@ class _Scores:
         means = {key: total / count for key, (total, count) in self.depth_sums.items()}
         means["coverage"] = self.coverage_sum / self.depth_frames
         return means
+
+
+@dataclasses.dataclass
+class _Job:
+    """One matched frame on its way to the scoring thread (model outputs in metres / ids)."""
+
+    frame: MatchedFrame
+    camera_info: Any = None
+    rgb: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+
+class OrderedWorker:
+    """Run ``function(item)`` on one background thread, in submission order.
+
+    At most ``depth`` items wait (bounded memory; ``submit`` blocks when full). An exception
+    in ``function`` stops the worker and is re-raised by the next ``submit`` or ``close``.
+    """
+
+    def __init__(self, function, depth: int = 2, name: str = "worker") -> None:
+        """Start the thread."""
+        self._function = function
+        self._items: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._items.get()
+            if item is _STOP:
+                return
+            if self._error is None:
+                try:
+                    self._function(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, item: Any) -> None:
+        """Queue ``item`` (blocks while ``depth`` items wait)."""
+        self._raise()
+        self._items.put(item)
+
+    def close(self) -> None:
+        """Process everything queued, stop the thread, re-raise a worker exception."""
+        self._items.put(_STOP)
+        self._thread.join()
+        self._raise()
+
+
+_STOP = object()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,11 +388,13 @@ class Evaluator:
         self._sample_every = 1
         self._first_stamp_ns: int | None = None
         self.scores = _Scores()
-        self.bins = DepthErrorBins(options.max_depth)
+        self.bins = DepthErrorBins(options.max_depth) if options.plots_dir else None
         self.messages_read = 0
         self.status = "complete"
         self.notes: list[str] = []
         self.seconds = 0.0
+        self.predict_seconds = 0.0  # main thread, in Predictor.predict
+        self.scoring_seconds = 0.0  # scoring thread (decode GT, metrics, CSV, PNGs, bag)
         self.csv = report.FrameCsv(options.csv_path, _CSV_COLUMNS) if options.csv_path else None
         self._setup_labels()
         self._setup_metrics()
@@ -403,7 +464,12 @@ class Evaluator:
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> dict:
-        """Score every frame of the bag; returns :attr:`result` (also on partial runs)."""
+        """Score every frame of the bag; returns :attr:`result` (also on partial runs).
+
+        The main thread reads, matches and (model mode) runs the model; decoding the ground
+        truth, scoring, CSV rows, PNGs and the output bag run on one scoring thread, in frame
+        order, so they overlap with the next inference.
+        """
         from tqdm import tqdm
 
         from synergy_ros import bagio
@@ -418,7 +484,18 @@ class Evaluator:
         started = time.monotonic()
         bar = tqdm(unit="frame", desc=f"evaluate {options.bag.name}", total=self.expected_frames,
                    disable=not options.progress, dynamic_ncols=True)
-        scored = 0
+        scorer = OrderedWorker(self._score_job, name="evaluate-scoring")
+        submitted = 0
+
+        def submit(frames: list[MatchedFrame]) -> None:
+            nonlocal submitted
+            for frame in frames:
+                job = self._prepare_job(frame)
+                if job is not None:
+                    scorer.submit(job)
+                    submitted += 1
+                    bar.update(1)
+
         try:
             for topic, msg in prefetch(_decoded(bagio.iter_messages(options.bag, topics))):
                 self.messages_read += 1
@@ -428,56 +505,69 @@ class Evaluator:
                 if topic == camera_info_topic:
                     self._camera_info = msg
                     continue
-                for frame in self.matcher.push(self.stream_of[topic], stamp_ns(msg), msg):
-                    scored += self._score(frame)
-                    bar.update(1)
-                if options.max_frames and scored >= options.max_frames:
+                submit(self.matcher.push(self.stream_of[topic], stamp_ns(msg), msg))
+                if options.max_frames and submitted >= options.max_frames:
                     self.notes.append(f"stopped after --max-frames {options.max_frames}")
                     break
-            for frame in self.matcher.finish():
-                scored += self._score(frame)
-                bar.update(1)
+            submit(self.matcher.finish())
         except BagReadError as exc:
-            self.status = (f"{exc.cause} (results cover the {scored} frames scored before "
-                           "that)")
-            for frame in self.matcher.finish():
-                scored += self._score(frame)
+            self.status = (f"{exc.cause} (results cover the frames read before that)")
+            submit(self.matcher.finish())
         except KeyboardInterrupt:
-            self.status = f"interrupted after {scored} frames"
+            self.status = f"interrupted after {submitted} frames"
         finally:
-            bar.close()
-            self.seconds = time.monotonic() - started
-            if self._writer is not None:
-                self._writer.close()
+            try:
+                scorer.close()
+            finally:
+                bar.close()
+                self.seconds = time.monotonic() - started
+                if self._writer is not None:
+                    self._writer.close()
         return self.result
 
-    def _score(self, frame: MatchedFrame) -> int:
-        """Score one matched frame; returns 1 when scored, 0 when it had to be skipped."""
-        try:
-            self._score_frame(frame)
-        except ValueError as exc:  # a malformed message: count it, keep going
-            self.scores.add_bad(str(exc).split(":")[0][:80])
-            return 0
-        return 1
+    def _prepare_job(self, frame: MatchedFrame) -> "_Job | None":
+        """Main-thread part of a frame: decode the image and predict (model mode)."""
+        job = _Job(frame, self._camera_info)
+        if not self.options.model:
+            return job
+        from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb
 
-    def _score_frame(self, frame: MatchedFrame) -> None:
-        from synergy_ros.metrics import depth_metrics
+        image_msg = frame.items["image"]
+        try:
+            if self.topic_types[self.options.image_topic] == COMPRESSED:
+                job.rgb = compressed_to_rgb(image_msg)
+            else:
+                job.rgb = image_to_rgb(image_msg)
+        except ValueError as exc:  # a malformed image: count it, keep going
+            self.scores.add_bad(str(exc).split(":")[0][:80])
+            return None
+        start = time.perf_counter()
+        prediction = self.predictor.predict(job.rgb)
+        self.predict_seconds += time.perf_counter() - start
+        job.depth, job.labels = prediction.depth, prediction.labels
+        return job
+
+    def _score_job(self, job: "_Job") -> None:
+        """Scoring-thread part of a frame; a malformed message is counted and skipped."""
+        start = time.perf_counter()
+        try:
+            self._score_frame(job)
+        except ValueError as exc:
+            self.scores.add_bad(str(exc).split(":")[0][:80])
+        finally:
+            self.scoring_seconds += time.perf_counter() - start
+
+    def _score_frame(self, job: "_Job") -> None:
+        from synergy_ros.metrics import DEPTH_METRIC_KEYS
 
         options = self.options
-        gt_msg = frame.items["gt"]
-        gt = self._decode_gt(gt_msg)
+        frame = job.frame
+        gt = self._decode_gt(frame.items["gt"], job.camera_info)
         if options.model:
-            from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb
-
-            image_msg = frame.items["image"]
-            is_compressed = self.topic_types[options.image_topic] == COMPRESSED
-            rgb = compressed_to_rgb(image_msg) if is_compressed else image_to_rgb(image_msg)
-            prediction = self.predictor.predict(rgb)
-            pred_depth, pred_labels = prediction.depth, prediction.labels
+            pred_depth, pred_labels = job.depth, job.labels
             if self._writer is not None:
-                self._write_prediction(image_msg, rgb, pred_depth, pred_labels)
+                self._write_prediction(frame.items["image"], job)
         else:
-            rgb = None
             pred_depth = depth_from_image(frame.items["pred"])
             pred_labels = (labels_from_image(frame.items["pred_sem"])
                            if "pred_sem" in frame.items else None)
@@ -488,11 +578,12 @@ class Evaluator:
         coverage = float(valid.sum()) / max(int(gt_valid.sum()), 1)
         gt_scored = np.where(valid, gt, 0.0).astype(np.float32)
         pred_scored = np.where(pred_valid, depth, options.min_depth).astype(np.float32)
-        metrics = depth_metrics(pred_scored, gt_scored, min_depth=options.min_depth,
-                                max_depth=options.max_depth)
-        self.range_evaluator.update(pred_scored, gt_scored)
-        in_range = valid & (gt >= options.min_depth) & (gt <= options.max_depth)
-        self.bins.update(depth, gt, in_range)
+        # the range evaluator's "all" row is this image's depth_metrics (same mask and clip)
+        per_range = self.range_evaluator.update(pred_scored, gt_scored)
+        metrics = per_range.get("all") or dict.fromkeys(DEPTH_METRIC_KEYS, math.nan)
+        if self.bins is not None:
+            in_range = valid & (gt > options.min_depth) & (gt < options.max_depth)
+            self.bins.update(depth, gt, in_range)
         if self._first_stamp_ns is None:
             self._first_stamp_ns = frame.stamp_ns
         time_s = (frame.stamp_ns - self._first_stamp_ns) / 1e9
@@ -510,15 +601,15 @@ class Evaluator:
                 else math.nan
         if self.csv is not None:
             self.csv.write(row)
-        self._maybe_sample(row["frame"], rgb, depth, gt, labels, labels_gt)
+        self._maybe_sample(row["frame"], job.rgb, depth, gt, labels, labels_gt)
 
-    def _decode_gt(self, msg) -> np.ndarray:
+    def _decode_gt(self, msg, camera_info) -> np.ndarray:
         if self.topic_types[self.options.gt_topic] == CLOUD:
-            if self._camera_info is None:
+            if camera_info is None:
                 raise ValueError("no camera_info yet to project the ground-truth cloud")
             from synergy_ros.ros.conversions import camera_info_to_intrinsics
 
-            return depth_from_cloud(msg, camera_info_to_intrinsics(self._camera_info))
+            return depth_from_cloud(msg, camera_info_to_intrinsics(camera_info))
         return depth_from_image(msg)
 
     # -- samples and output bag ---------------------------------------------------------------
@@ -549,7 +640,7 @@ class Evaluator:
 
         self._writer = BagWriter(self.options.output_bag, storage="mcap").open()
 
-    def _write_prediction(self, image_msg, rgb, depth, labels) -> None:
+    def _write_prediction(self, image_msg, job: "_Job") -> None:
         """Write depth, semantic, semantic_color, camera_info and points for one image."""
         from synergy_ros.labels import colorize
         from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
@@ -559,8 +650,9 @@ class Evaluator:
         prefix = self.options.output_prefix.rstrip("/")
         header = image_msg.header
         when = stamp_ns(image_msg)
-        depth = np.asarray(depth, dtype=np.float32)
-        labels = np.asarray(labels)
+        rgb, camera_info = job.rgb, job.camera_info
+        depth = np.asarray(job.depth, dtype=np.float32)
+        labels = np.asarray(job.labels)
         out = {f"{prefix}/depth": array_to_image(depth, "32FC1", header),
                f"{prefix}/semantic": array_to_image(
                    labels.astype(np.uint8) if labels.max(initial=0) < 256
@@ -568,8 +660,8 @@ class Evaluator:
                    "mono8" if labels.max(initial=0) < 256 else "mono16", header),
                f"{prefix}/semantic_color": array_to_image(colorize(labels, self.palette),
                                                           "rgb8", header)}
-        if self._camera_info is not None:
-            intrinsics = camera_info_to_intrinsics(self._camera_info).scaled(
+        if camera_info is not None:
+            intrinsics = camera_info_to_intrinsics(camera_info).scaled(
                 depth.shape[1], depth.shape[0])
             colours = resize_to(rgb, depth.shape, nearest=False) if rgb is not None else None
             out[f"{prefix}/depth/camera_info"] = intrinsics_to_camera_info(intrinsics, header)
@@ -600,6 +692,7 @@ class Evaluator:
                        "camera_info": options.camera_info_topic},
             "frames": frames, "messages_read": self.messages_read,
             "seconds": self.seconds, "fps": frames / self.seconds if self.seconds else 0.0,
+            "predict_seconds": self.predict_seconds, "scoring_seconds": self.scoring_seconds,
             "max_dt_s": options.max_dt_s, "min_depth": options.min_depth,
             "max_depth": options.max_depth,
             "matching": stats.to_dict(),
