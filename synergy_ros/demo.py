@@ -91,6 +91,20 @@ def model_search_paths() -> list[Path]:
     return list(dict.fromkeys(candidates))  # the source tree is often the working directory
 
 
+def rviz_config() -> str:
+    """Path of ``config/synergy.rviz`` (source tree or installed share), for the hint."""
+    candidates = [Path(__file__).resolve().parents[1] / "config" / "synergy.rviz"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("synergy_ros")) / "config"
+                          / "synergy.rviz")
+    except Exception:  # noqa: BLE001 - not installed as a ROS package
+        pass
+    found = next((path for path in candidates if path.is_file()), None)
+    return str(found) if found else "config/synergy.rviz"
+
+
 def find_bundled_model() -> Path | None:
     """The bundled ``synergy_demo_r18.pt`` if one of :func:`model_search_paths` has it."""
     return next((path for path in model_search_paths() if path.is_file()), None)
@@ -560,7 +574,7 @@ def how_to_view(result: DemoResult) -> str:
         "", "Look at it:",
         f"  rviz2:     synergy replay {out / 'bag'} --loop   (or: ros2 bag play "
         f"{out / 'bag'} --loop)",
-        "             rviz2 -d config/synergy.rviz   (fixed frame camera_optical_frame)",
+        f"             rviz2 -d {rviz_config()}   (fixed frame camera_optical_frame)",
         f"  Foxglove:  open {out / 'bag'}/bag.mcap in Foxglove Studio (no ROS needed)",
         f"  evaluate again: synergy evaluate --bag {out / 'bag'} --pred-topic "
         f"{NAMESPACE}/depth --pred-semantic-topic {NAMESPACE}/semantic --label-set synthetic "

@@ -231,3 +231,15 @@ def test_corrupt_bag_keeps_partial_results_and_fails(tmp_path, capsys):
     assert 0 < data["frames"] < 160
     assert len((out / "f.csv").read_text().splitlines()) == data["frames"] + 1
     assert "partial result" in err
+
+
+def test_error_bins_for_the_error_vs_range_plot():
+    from synergy_ros.evaluate import DepthErrorBins
+
+    bins = DepthErrorBins(max_depth=10.0, bins=5)
+    gt = np.array([[1.0, 3.0], [5.0, 9.0]], np.float32)
+    bins.update(gt * 1.2, gt, np.ones_like(gt, bool))
+    abs_rel, rmse = bins.means()
+    np.testing.assert_allclose(abs_rel[[0, 1, 2, 4]], 0.2, rtol=1e-5)
+    np.testing.assert_allclose(rmse[[0, 1, 2, 4]], [0.2, 0.6, 1.0, 1.8], rtol=1e-5)
+    assert np.isnan(abs_rel[3])  # 6-8 m saw no pixel
