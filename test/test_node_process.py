@@ -51,12 +51,16 @@ def assert_one_line_failure(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_node_process_with_params_file_publishes_and_stops_cleanly(model_path, stop_signal):
+@pytest.mark.parametrize("stop_signal,backend", [(signal.SIGINT, "torch"),
+                                                 (signal.SIGTERM, "auto")])
+def test_node_process_with_params_file_publishes_and_stops_cleanly(model_path, tmp_path,
+                                                                   stop_signal, backend):
+    """backend auto = onnxruntime here: the .pt is exported to ONNX in engine_cache_dir."""
     namespace = f"/proc_{stop_signal.name.lower()}_{os.getpid()}"
     process = subprocess.Popen(
         node_command("--params-file", str(PARAMS_FILE), "-p", f"model:={model_path}",
-                     "-p", "backend:=torch", "-p", "num_threads:=1", "-p",
+                     "-p", f"backend:={backend}", "-p", "num_threads:=1", "-p",
+                     f"engine_cache_dir:={tmp_path / 'cache'}", "-p",
                      "diagnostics_period:=0.3", "-r", f"__ns:={namespace}"),
         env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     harness = RosHarness(namespace)
@@ -83,9 +87,17 @@ def test_node_process_with_params_file_publishes_and_stops_cleanly(model_path, s
         depth = harness.messages("depth")[0]
         assert (depth.encoding, depth.height, depth.width) == ("32FC1", 48, 64)
         assert harness.messages("points")[0].header.frame_id == "camera_optical_frame"
-        assert harness.wait_for(lambda: any(
-            s.name.endswith("synergy_node: pipeline") for m in harness.messages("/diagnostics")
-            for s in m.status), 10.0)
+
+        def backend_reported():
+            return [v.value for m in harness.messages("/diagnostics") for s in m.status
+                    if s.name == "synergy_node: pipeline" for v in s.values
+                    if v.key == "backend"]
+
+        assert harness.wait_for(backend_reported, 10.0)
+        expected = "torch" if backend == "torch" else "onnxruntime"
+        assert expected in backend_reported()
+        if backend == "auto":
+            assert list((tmp_path / "cache").glob("*.onnx"))
     finally:
         harness.close()
         if process.poll() is None:

@@ -33,6 +33,7 @@ class PipelineSnapshot:
     backend: str
     device: str
     model: str
+    model_file: str
     input_size: str
     stale_after_s: float = 5.0
 

@@ -126,7 +126,8 @@ class SynergyNode(Node):
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
         self.get_logger().info(
             f"synergy_node ready: {self._image_sub.topic_name} -> depth, semantic, points; "
-            f"model {describe.get('model') or s['model']}, backend "
+            f"model {s['model'] or describe.get('model')} (runs {describe.get('model')}), "
+            "backend "
             f"{getattr(self._predictor, 'backend_name', '?')} on "
             f"{describe.get('device', '?')}, input {self._predictor.input_size}, "
             f"{meta.num_classes} classes")
@@ -306,7 +307,8 @@ class SynergyNode(Node):
                          "fallback_fov" if self._settings["fallback_fov"] > 0 else "missing"),
             backend=str(getattr(self._predictor, "backend_name", "?")),
             device=str(describe.get("device", "?")),
-            model=str(describe.get("model") or self._settings["model"]),
+            model=str(self._settings["model"] or describe.get("model")),
+            model_file=str(describe.get("model") or self._settings["model"]),
             input_size=f"{size[1]}x{size[0]}")
 
     def _publish_diagnostics(self) -> None:
