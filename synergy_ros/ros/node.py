@@ -67,54 +67,56 @@ def _resize(image: np.ndarray, width: int, height: int, nearest: bool = False) -
     return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=mode)
 
 
-class SynergyNode(Node):
-    """Monocular depth + semantics + organized PointCloud2 from one camera.
+class SynergyPipeline:
+    """The node's work, shared by :class:`SynergyNode` and the lifecycle variant.
 
-    Component-style: everything lives in the instance, so it can be composed with other
-    nodes in one process (pass ``context``, ``namespace``, ``parameter_overrides``...).
-
-    Args:
-        node_name: ROS node name.
-        predictor: an already built synergy_ros.runtime Predictor (composition, tests,
-            benchmarks); by default one is loaded from the ``model`` parameter.
-        **kwargs: passed to rclpy.node.Node.
-
-    Raises:
-        SynergyError: missing/broken model, inconsistent parameters.
-        rclpy.exceptions.InvalidParameterValueException: a parameter fails its check.
+    Phases (called by the node classes): :meth:`_declare` (parameters), :meth:`_configure`
+    (model, publishers, worker thread), :meth:`_activate` (subscriptions, diagnostics timer),
+    :meth:`_deactivate` and :meth:`_cleanup` (reverse order). Mixed into an rclpy Node.
     """
 
-    def __init__(self, node_name: str = "synergy_node", *, predictor=None, **kwargs) -> None:
-        super().__init__(node_name, **kwargs)
+    _worker: FrameWorker | None = None
+    _predictor = None
+    _image_sub = None
+    _info_sub = None
+    _diag_timer = None
+
+    def _declare(self) -> None:
         self.add_on_set_parameters_callback(node_params.on_set_callback)
         self._settings = node_params.declare_all(self)
         self.add_post_set_parameters_callback(self._on_parameters_changed)
-        self._predictor = predictor if predictor is not None else self._load_predictor()
-        meta = self._predictor.meta
-        self._palette = np.zeros((max(meta.num_classes, 1), 3), np.uint8)
-        self._palette[:len(meta.palette)] = np.asarray(meta.palette, np.uint8).reshape(-1, 3)
         self._intrinsics: PinholeIntrinsics | None = None
-        self._camera_info_size: tuple[int, int] | None = None
         self._input_rate, self._output_rate = RateMeter(), RateMeter()
         self._latency, self._inference = LatencyStats(), LatencyStats()
         self._received = self._bad = self._skipped = self._reported_errors = 0
         self._count_lock = threading.Lock()
+        self._pubs: dict = {}
+
+    def _make_publisher(self, msg_type, topic: str, qos):
+        return self.create_publisher(msg_type, topic, qos)
+
+    def _configure(self, predictor=None) -> None:
+        self._predictor = predictor if predictor is not None else self._load_predictor()
+        meta = self._predictor.meta
+        self._palette = np.zeros((max(meta.num_classes, 1), 3), np.uint8)
+        self._palette[:len(meta.palette)] = np.asarray(meta.palette, np.uint8).reshape(-1, 3)
         s = self._settings
-        in_qos = _qos(s["qos_reliability"], s["qos_depth"])
         out_qos = _qos(s["output_qos_reliability"], s["output_qos_depth"])
-        self._pubs = {
-            "depth": self.create_publisher(Image, "depth", out_qos),
-            "depth_info": self.create_publisher(CameraInfo, "depth/camera_info", out_qos),
-            "semantic": self.create_publisher(Image, "semantic", out_qos),
-            "semantic_color": self.create_publisher(Image, "semantic_color", out_qos),
-            "points": self.create_publisher(PointCloud2, "points", out_qos),
-        }
+        outputs = {"depth": (Image, "depth"), "depth_info": (CameraInfo, "depth/camera_info"),
+                   "semantic": (Image, "semantic"), "semantic_color": (Image, "semantic_color"),
+                   "points": (PointCloud2, "points")}
         if s["publish_attention"]:
-            self._pubs["attention"] = self.create_publisher(Image, "attention", out_qos)
+            outputs["attention"] = (Image, "attention")
+        self._pubs = {key: self._make_publisher(msg_type, topic, out_qos)
+                      for key, (msg_type, topic) in outputs.items()}
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._worker = FrameWorker(self._process, self._on_worker_error, s["queue_policy"])
+
+    def _activate(self) -> None:
+        s = self._settings
+        in_qos = _qos(s["qos_reliability"], s["qos_depth"])
         if s["use_compressed"]:
             self._image_sub = self.create_subscription(
                 CompressedImage, "image/compressed", self._on_compressed, in_qos)
@@ -125,12 +127,28 @@ class SynergyNode(Node):
         self._diag_timer = self.create_timer(s["diagnostics_period"], self._publish_diagnostics)
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
         self.get_logger().info(
-            f"synergy_node ready: {self._image_sub.topic_name} -> depth, semantic, points; "
+            f"synergy_node active: {self._image_sub.topic_name} -> depth, semantic, points; "
             f"model {s['model'] or describe.get('model')} (runs {describe.get('model')}), "
-            "backend "
-            f"{getattr(self._predictor, 'backend_name', '?')} on "
+            f"backend {getattr(self._predictor, 'backend_name', '?')} on "
             f"{describe.get('device', '?')}, input {self._predictor.input_size}, "
-            f"{meta.num_classes} classes")
+            f"{self._predictor.meta.num_classes} classes")
+
+    def _deactivate(self) -> None:
+        for sub in (self._image_sub, self._info_sub):
+            if sub is not None:
+                self.destroy_subscription(sub)
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        self._image_sub = self._info_sub = self._diag_timer = None
+
+    def _cleanup(self) -> None:
+        """Stop the worker (after its current frame) and release the predictor."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        if self._predictor is not None and hasattr(self._predictor, "close"):
+            self._predictor.close()
+        self._predictor = None
 
     # ---- setup -------------------------------------------------------------------------
     def _load_predictor(self):
@@ -154,7 +172,7 @@ class SynergyNode(Node):
     def _on_parameters_changed(self, parameters) -> None:
         for parameter in parameters:
             self._settings[parameter.name] = parameter.value
-            if parameter.name == "queue_policy":
+            if parameter.name == "queue_policy" and self._worker is not None:
                 self._worker.policy = parameter.value
 
     # ---- executor-thread callbacks (fast: never wait for inference) ----------------------
@@ -173,13 +191,18 @@ class SynergyNode(Node):
         except ValueError as exc:
             self._drop_bad("image", exc)
             return
-        self._worker.submit(Frame(msg.header, received, rgb=rgb))
+        self._submit(Frame(msg.header, received, rgb=rgb))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         received = time.perf_counter()
         self._received += 1
         self._input_rate.tick()
-        self._worker.submit(Frame(msg.header, received, compressed=msg))
+        self._submit(Frame(msg.header, received, compressed=msg))
+
+    def _submit(self, frame: Frame) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.submit(frame)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -289,17 +312,19 @@ class SynergyNode(Node):
     def snapshot(self) -> PipelineSnapshot:
         """Current counters, rates and latency percentiles."""
         last = self._input_rate.last()
-        errors = self._worker.errors
+        worker = self._worker
+        errors = worker.errors if worker is not None else self._reported_errors
         new_errors, self._reported_errors = errors - self._reported_errors, errors
         lat50, lat95 = self._latency.percentiles(50, 95)
         inf50, inf95 = self._inference.percentiles(50, 95)
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
-        size = self._predictor.input_size
+        size = getattr(self._predictor, "input_size", None)
         return PipelineSnapshot(
             input_rate_hz=self._input_rate.rate(), output_rate_hz=self._output_rate.rate(),
             latency_p50_ms=lat50, latency_p95_ms=lat95, inference_p50_ms=inf50,
             inference_p95_ms=inf95, frames_received=self._received,
-            frames_processed=self._output_rate.total, frames_dropped=self._worker.dropped,
+            frames_processed=self._output_rate.total,
+            frames_dropped=worker.dropped if worker is not None else 0,
             frames_skipped_no_subscribers=self._skipped, bad_messages=self._bad,
             processing_errors=errors, new_errors=new_errors,
             seconds_since_input=None if last is None else time.monotonic() - last,
@@ -309,19 +334,40 @@ class SynergyNode(Node):
             device=str(describe.get("device", "?")),
             model=str(self._settings["model"] or describe.get("model")),
             model_file=str(describe.get("model") or self._settings["model"]),
-            input_size=f"{size[1]}x{size[0]}")
+            input_size=f"{size[1]}x{size[0]}" if size else "none")
 
     def _publish_diagnostics(self) -> None:
         self._diag_pub.publish(to_diagnostic_array(
             self.snapshot(), f"{self.get_name()}: pipeline", self.get_clock().now().to_msg()))
 
+
+class SynergyNode(SynergyPipeline, Node):
+    """Monocular depth + semantics + organized PointCloud2 from one camera.
+
+    Component-style: everything lives in the instance, so it can be composed with other
+    nodes in one process (pass ``context``, ``namespace``, ``parameter_overrides``...).
+    Loads the model and starts working in the constructor.
+
+    Args:
+        node_name: ROS node name.
+        predictor: an already built synergy_ros.runtime Predictor (composition, tests,
+            benchmarks); by default one is loaded from the ``model`` parameter.
+        **kwargs: passed to rclpy.node.Node.
+
+    Raises:
+        SynergyError: missing/broken model, inconsistent parameters.
+        rclpy.exceptions.InvalidParameterValueException: a parameter fails its check.
+    """
+
+    def __init__(self, node_name: str = "synergy_node", *, predictor=None, **kwargs) -> None:
+        Node.__init__(self, node_name, **kwargs)
+        self._declare()
+        self._configure(predictor)
+        self._activate()
+
     def destroy_node(self) -> None:
         """Stop the worker (after its current frame), release the predictor, destroy."""
-        if hasattr(self, "_worker"):
-            self._worker.stop()
-        predictor = getattr(self, "_predictor", None)
-        if predictor is not None and hasattr(predictor, "close"):
-            predictor.close()
+        self._cleanup()
         super().destroy_node()
 
 
@@ -330,8 +376,8 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``synergy_node`` / ``ros2 run synergy_ros synergy_node``.
+def run_node(node_class, argv: list[str] | None = None) -> int:
+    """Init rclpy with ``argv`` (``--ros-args`` ...), build ``node_class()`` and spin it.
 
     Exit status: 0 after Ctrl-C / SIGTERM, 1 when the model cannot be loaded or a parameter is
     invalid (one line on stderr, no traceback).
@@ -341,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=sys.argv if argv is None else argv)
     node = None
     try:
-        node = SynergyNode()
+        node = node_class()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -361,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``synergy_node`` / ``ros2 run synergy_ros synergy_node`` (see run_node)."""
+    return run_node(SynergyNode, argv)
 
 
 if __name__ == "__main__":
