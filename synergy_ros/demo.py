@@ -258,13 +258,17 @@ class Recorder:
 # ---------------------------------------------------------------------------------------------
 # The node process
 # ---------------------------------------------------------------------------------------------
-def node_command(model: Path) -> list[str]:
-    """The ``synergy_node`` command line: /synergy namespace, camera remaps, reliable input."""
+def node_command(model: Path, cache_dir: Path) -> list[str]:
+    """The ``synergy_node`` command line: /synergy namespace, camera remaps, reliable input.
+
+    ``cache_dir`` receives the node's exported ONNX file (kept between demo runs), so the
+    model's folder may be read-only.
+    """
     return [sys.executable, "-m", "synergy_ros.ros.node", "--ros-args",
             "-r", f"__ns:={NAMESPACE}",
             "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
             "-p", f"model:={model}", "-p", "qos_reliability:=reliable",
-            "-p", "device:=cpu"]
+            "-p", "device:=cpu", "-p", f"engine_cache_dir:={cache_dir.resolve()}"]
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -335,7 +339,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
 
     log_path = output / "node.log"
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(node_command(model), env=env, stdout=log,
+        process = subprocess.Popen(node_command(model, output / ".synergy_cache"), env=env,
+                                   stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         counts = _play_and_record(options, input_bag, output / "bag", process, log_path,

@@ -74,6 +74,7 @@ class EvaluateOptions:
     device: str = "auto"
     precision: str = "fp32"
     num_threads: int | None = None
+    engine_cache_dir: Path | None = None
     max_dt_s: float = 0.0
     ranges: tuple[float, ...] = INDOOR_RANGES
     min_depth: float = 1e-3
@@ -430,7 +431,8 @@ class Evaluator:
             self.predictor = load_predictor(options.model, backend=options.backend,
                                             device=options.device,
                                             precision=options.precision,
-                                            num_threads=options.num_threads)
+                                            num_threads=options.num_threads,
+                                            engine_cache_dir=options.engine_cache_dir)
             self.class_names = list(self.predictor.meta.class_names)
             self.palette = list(self.predictor.meta.palette)
         elif options.label_set:

@@ -92,15 +92,16 @@ def render_cloud_view(xyz: np.ndarray, rgb: np.ndarray, height: int, width: int,
     local = (xyz - centre) @ (rot_x @ rot_y).T
     extent = float(np.percentile(np.linalg.norm(local, axis=1), 98)) or 1.0
     z = local[:, 2] + 2.5 * extent  # virtual camera 2.5 extents behind the centre
-    focal = 1.1 * min(height, width)
+    focal = 1.6 * min(height, width)
     front = z > 1e-6
     u = np.round(focal * local[front, 0] / z[front] + width / 2).astype(np.int64)
     v = np.round(focal * local[front, 1] / z[front] + height / 2).astype(np.int64)
     z, colours = z[front], rgb[front]
     order = np.argsort(-z)  # far first: nearer points overwrite them
     u, v, colours = u[order], v[order], colours[order]
-    for du in (0, 1):
-        for dv in (0, 1):
+    splat = int(np.clip(round(1.2 * math.sqrt(height * width / max(len(u), 1))), 1, 4))
+    for du in range(splat):  # square splats sized so the cloud covers without holes
+        for dv in range(splat):
             uu, vv = u + du, v + dv
             inside = (uu >= 0) & (uu < width) & (vv >= 0) & (vv < height)
             image[vv[inside], uu[inside]] = colours[inside]

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     model.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
     model.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    model.add_argument("--engine-cache-dir", type=Path,
+                       help="where ONNX exports / TensorRT engines are cached (default: beside "
+                            "the model)")
     scoring = parser.add_argument_group("scoring")
     scoring.add_argument("--ranges", type=_ranges, default=None,
                          help="depth-range table upper bounds in metres (default 4,6,8; "
@@ -96,7 +99,8 @@ def options_from_args(args: argparse.Namespace):
         pred_semantic_topic=args.pred_semantic_topic, image_topic=args.image_topic,
         semantic_gt_topic=args.semantic_gt_topic, camera_info_topic=args.camera_info_topic,
         model=args.model, backend=args.backend, device=args.device, precision=args.precision,
-        num_threads=args.threads, max_dt_s=args.max_dt, ranges=tuple(ranges),
+        num_threads=args.threads, engine_cache_dir=args.engine_cache_dir,
+        max_dt_s=args.max_dt, ranges=tuple(ranges),
         min_depth=args.min_depth, max_depth=max_depth, label_set=args.label_set,
         num_classes=args.num_classes, json_path=args.json, csv_path=args.csv,
         markdown_path=args.markdown, plots_dir=args.plots, output_bag=args.output_bag,
