@@ -238,8 +238,9 @@ class SynergyPipeline:
         fov = self._settings["fallback_fov"]
         if fov > 0:
             return PinholeIntrinsics.from_fov(math.radians(fov), width, height)
+        topic = self._info_sub.topic_name if self._info_sub is not None else "camera_info"
         self.get_logger().warning(
-            f"no camera_info on {self._info_sub.topic_name} yet: publishing depth and masks, "
+            f"no camera_info on {topic} yet: publishing depth and masks, "
             "the point cloud waits (set fallback_fov to assume a field of view)",
             throttle_duration_sec=10.0)
         return None
