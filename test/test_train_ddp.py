@@ -29,7 +29,7 @@ WORKER = textwrap.dedent("""
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(sys.argv[1:])
+    args = parser.parse_args(sys.argv[1:-1])
     config, output = resolve_run(args)
     trainer = Trainer(config, output, resume=args.resume)
     summary = trainer.fit()
