@@ -146,3 +146,57 @@ def test_resume_refuses_a_checkpoint_of_another_network(tmp_path):
         Trainer(_tiny("model.sharing=separate"), tmp_path / "run", resume="auto")
     with pytest.raises(SynergyError, match="no such checkpoint"):
         Trainer(_tiny(), tmp_path / "other", resume=str(tmp_path / "missing.pt"))
+
+
+def _folder(root, depth_size=(40, 48), label_value=3, count=2):
+    """Write a folder dataset (rgb/, depth/ 16-bit mm, labels/) in its on-disk format."""
+    import cv2
+    import numpy as np
+
+    for sub in ("rgb", "depth", "labels"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        cv2.imwrite(str(root / "rgb" / f"{index:04d}.png"),
+                    np.full((40, 48, 3), 90 + index, np.uint8))
+        cv2.imwrite(str(root / "depth" / f"{index:04d}.png"),
+                    np.full(depth_size, 2500, np.uint16))
+        cv2.imwrite(str(root / "labels" / f"{index:04d}.png"),
+                    np.full((40, 48), label_value, np.uint8))
+    return root
+
+
+@pytest.mark.parametrize("fixture, pattern", [
+    (dict(), None),
+    (dict(depth_size=(40, 50)), "depth is 50x40 but the image is 48x40"),
+    (dict(label_value=9), r"label ids \[9\] are out of range"),
+])
+def test_folder_data_is_checked_before_training(tmp_path, fixture, pattern):
+    root = _folder(tmp_path / "data", **fixture)
+    config = _tiny(f"data.train=[{{type: folder, root: '{root}', label_set: synthetic}}]",
+                   "data.val=null")
+    if pattern is None:
+        trainer = Trainer(config, tmp_path / "run")
+        assert len(trainer.train_sets[0]) == 2
+        return
+    with pytest.raises(SynergyError, match=pattern):
+        Trainer(config, tmp_path / "run")
+
+
+def test_missing_dataset_paths_name_the_file(tmp_path):
+    with pytest.raises(SynergyError, match="data.train.0. .folder.*is not a directory"):
+        Trainer(_tiny(f"data.train=[{{type: folder, root: '{tmp_path / 'nope'}'}}]"),
+                tmp_path / "run")
+    with pytest.raises(SynergyError, match="NYU Depth v2 file .*missing.mat does not exist"):
+        Trainer(_tiny("data.labels=nyu40", "model.num_classes=40",
+                      f"data.train=[{{type: nyu, mat_path: '{tmp_path / 'missing.mat'}', "
+                      "split: all}]"), tmp_path / "run")
+
+
+def test_demo_config_datasets_build(tmp_path):
+    """The bundled demo config's own specs (synthetic scene ``kind`` option included)."""
+    trainer = Trainer(load_config(DEMO, ["data.num_workers=0", "data.input_size=[32, 32]"]),
+                      tmp_path / "run")
+    assert trainer.steps_per_epoch == 1440 // 8 and len(trainer.val_set) == 48
+    with pytest.raises(SynergyError, match=r"no option\(s\) \['colour'\]"):
+        Trainer(_tiny("data.train=[{type: synthetic, kind: street, colour: red}]"),
+                tmp_path / "run2")
