@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.paper_upproj:
         models.append({"encoder": "resnet50", "upconv": "upproj"})
     rows = []
+    load_before = [round(v, 2) for v in os.getloadavg()]
     progress = tqdm(total=len(models) * len(args.sizes), desc="bench model", unit="run")
     for spec in models:
         model = build_network({**spec, "num_classes": args.num_classes}).eval()
@@ -121,7 +123,9 @@ def run(args: argparse.Namespace) -> dict:
     return {"benchmark": "synergy_ros model CPU", "machine": machine_info(),
             "settings": {"threads": args.threads, "iters": args.iters, "batch": 1,
                          "dtype": "float32", "num_classes": args.num_classes,
-                         "sharing": "lateral", "framework": f"torch {torch.__version__} eager"},
+                         "sharing": "lateral", "framework": f"torch {torch.__version__} eager",
+                         "load_average_1_5_15min_before": load_before,
+                         "load_average_1_5_15min_after": [round(v, 2) for v in os.getloadavg()]},
             "results": rows}
 
 
