@@ -37,10 +37,11 @@ def test_bench_cli_writes_json_and_markdown(tmp_path, capsys):
     assert "export_s" in by_backend["onnxruntime"] and "export_s" not in by_backend["torch"]
     if "skipped" in by_backend["tensorrt"]:
         assert "tensorrt" in by_backend["tensorrt"]["skipped"]
-    assert report["ratios"]["onnxruntime_vs_torch_speedup"]["64x64"] > 0
+    assert report["ratios"]["onnxruntime_vs_torch_speedup"]["64x64, 1 thread"] > 0
+    assert by_backend["torch"]["threads"] == 1 and by_backend["torch"]["cpu_ms"]["p50"] > 0
     assert report["machine"]["cpu"] and report["settings"]["iters"] == 2
     markdown = output.with_suffix(".md").read_text()
-    assert "| torch | fp32 | 64x64 |" in markdown and "onnxruntime CPU vs torch CPU" in markdown
+    assert "| torch | fp32 | 1 | 64x64 |" in markdown and "onnxruntime CPU vs torch CPU" in markdown
     assert "wrote" in capsys.readouterr().out
 
 
@@ -58,6 +59,9 @@ def test_compute_ratios_from_entries():
     assert ratios["onnxruntime_vs_torch_speedup"] == {"640x480": 1.5}
     assert ratios["prepost_share"] == {"torch/fp32@640x480": 0.02,
                                        "onnxruntime/fp32@640x480": 0.03}
+    for entry in results:
+        entry["threads"] = 2
+    assert compute_ratios(results)["onnxruntime_vs_torch_speedup"] == {"640x480, 2 threads": 1.5}
     assert ratios["tensorrt_fp16_vs_torch_fp32_speedup"] == {}
 
 

@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma list of WIDTHxHEIGHT (default 320x240,640x480)")
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per case")
     parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch and onnxruntime (default: usable cores)")
+    parser.add_argument("--threads", default=None,
+                        help="comma list of CPU thread counts for torch and onnxruntime "
+                             "(default: the usable cores)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda for torch/onnxruntime")
     parser.add_argument("--cache-dir", help="where ONNX exports/engines are cached (default: "
                         "a temporary folder)")
@@ -78,7 +79,13 @@ def run(args: argparse.Namespace) -> int:
     if args.iters < 1 or args.warmup < 0:
         raise SynergyError("--iters must be >= 1 and --warmup >= 0")
     sizes = parse_sizes(args.sizes)
-    threads = args.threads or len(os.sched_getaffinity(0))
+    try:
+        threads = ([int(v) for v in args.threads.split(",")] if args.threads
+                   else [len(os.sched_getaffinity(0))])
+    except ValueError:
+        raise SynergyError(f"--threads {args.threads!r}: use a comma list of integers") from None
+    if min(threads) < 1:
+        raise SynergyError("--threads must be >= 1")
     with tempfile.TemporaryDirectory(prefix="synergy_bench_") as tmp:
         if args.model:
             model, note = args.model, ""
