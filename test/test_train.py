@@ -200,3 +200,15 @@ def test_demo_config_datasets_build(tmp_path):
     with pytest.raises(SynergyError, match=r"no option\(s\) \['colour'\]"):
         Trainer(_tiny("data.train=[{type: synthetic, kind: street, colour: red}]"),
                 tmp_path / "run2")
+
+
+def test_tensorboard_request_without_tensorboard_is_a_clear_error(tmp_path):
+    pytest.importorskip("torch")
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    trainer = Trainer(_tiny("log.tensorboard=true"), tmp_path / "run")
+    with pytest.raises(SynergyError, match="pip install tensorboard"):
+        trainer.fit()

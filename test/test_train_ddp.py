@@ -52,7 +52,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_ranks_stay_in_sync_and_rank0_writes_one_checkpoint(tmp_path):
+@pytest.mark.parametrize("mode", ["supervised", "alternating"])
+def test_two_ranks_stay_in_sync_and_rank0_writes_one_checkpoint(tmp_path, mode):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     output = tmp_path / "run"
@@ -62,6 +63,10 @@ def test_two_ranks_stay_in_sync_and_rank0_writes_one_checkpoint(tmp_path):
                  "data.train=[{type: synthetic, num_samples: 8}]",
                  "data.val={type: synthetic, split: val, num_samples: 2}", "train.epochs=2",
                  "threads=1", "device=cpu"]
+    if mode == "alternating":  # depth-only and labels-only halves, unused-parameter path
+        overrides += ["train.mode=alternating",
+                      "data.train=[{type: synthetic, num_samples: 4, targets: [depth]}, "
+                      "{type: synthetic, num_samples: 4, first_seed: 9, targets: [labels]}]"]
     args = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
             "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
             "--master_port", str(_free_port()), str(worker), "--config", DEMO,
@@ -75,7 +80,8 @@ def test_two_ranks_stay_in_sync_and_rank0_writes_one_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
     ranks = [torch.load(dumps / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    # 8 samples over 2 ranks = 4 per rank = 2 batches per epoch, 2 epochs
+    # 8 samples over 2 ranks = 4 per rank = 2 batches per epoch (alternating: 1 per
+    # dataset), 2 epochs
     assert ranks[0]["step"] == ranks[1]["step"] == 4
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][name]), f"{name} differs between ranks"
