@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import queue
 import threading
 import time
@@ -90,6 +91,7 @@ class EvaluateOptions:
     num_samples: int = 3
     max_frames: int | None = None
     max_pending: int = 64
+    workers: int = 0
     progress: bool = True
 
     @property
@@ -126,13 +128,16 @@ def depth_from_image(msg) -> np.ndarray:
 
 
 def labels_from_image(msg) -> np.ndarray:
-    """Decode a class-id Image (mono8, mono16, 8UC1, 16UC1) to (H, W) int64."""
+    """Decode a class-id Image (mono8, mono16, 8UC1, 16UC1) to (H, W) uint8 / uint16 ids.
+
+    The array may share memory with the message (do not modify it).
+    """
     from synergy_ros.ros.conversions import image_to_array
 
     if msg.encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
         raise ValueError(f"semantic image encoding {msg.encoding!r} is not a class-id "
                          "encoding (expected mono8 or mono16)")
-    return image_to_array(msg).astype(np.int64)
+    return image_to_array(msg)
 
 
 def depth_from_cloud(msg, intrinsics) -> np.ndarray:
@@ -167,7 +172,8 @@ def resize_to(array: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.nd
     if array.shape[:2] == tuple(shape):
         return array
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    source = array.astype(np.float32) if nearest and array.dtype == np.int64 else array
+    native = array.dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+    source = array if native else array.astype(np.float32)  # e.g. int64 class ids
     out = cv2.resize(source, (shape[1], shape[0]), interpolation=interpolation)
     return out.astype(array.dtype, copy=False)
 
@@ -263,6 +269,12 @@ class DepthErrorBins:
         self.abs_rel += np.bincount(index, np.abs(error) / g, minlength=bins)
         self.sq_err += np.bincount(index, error * error, minlength=bins)
 
+    def add(self, other: "DepthErrorBins") -> None:
+        """Add another accumulator's pixels (same bins)."""
+        self.count += other.count
+        self.abs_rel += other.abs_rel
+        self.sq_err += other.sq_err
+
     def means(self) -> tuple[np.ndarray, np.ndarray]:
         """(abs_rel, rmse) per bin, NaN where a bin saw no pixel."""
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -271,7 +283,7 @@ class DepthErrorBins:
 
 @dataclasses.dataclass
 class _Scores:
-    """Running sums over scored frames."""
+    """Per-frame results in frame order (written by the ordered ``emit`` step only)."""
 
     depth_sums: dict = dataclasses.field(default_factory=dict)  # key -> (sum, frames)
     depth_frames: int = 0
@@ -295,7 +307,7 @@ class _Scores:
         self.abs_rel.append(float(metrics.get("abs_rel", math.nan)))
         self.rmse.append(float(metrics.get("rmse", math.nan)))
 
-    def add_bad(self, reason: str) -> None:  # called by the reading and the scoring thread
+    def add_bad(self, reason: str) -> None:  # called by the reading and the scoring threads
         with self._lock:
             self.bad_frames += 1
             self.bad_reasons[reason] = self.bad_reasons.get(reason, 0) + 1
@@ -308,10 +320,50 @@ class _Scores:
         return means
 
 
+class _Accumulator:
+    """The running range table, confusion matrix and error bins of one scoring thread.
+
+    Each thread owns one, so no locking is needed; :func:`merge_range_tables` and summed
+    matrices combine them exactly at the end.
+    """
+
+    def __init__(self, options: EvaluateOptions, num_classes: int | None) -> None:
+        from synergy_ros.metrics import DepthRangeEvaluator, SemanticConfusion
+
+        self.ranges = DepthRangeEvaluator(list(options.ranges), min_depth=options.min_depth,
+                                          max_depth=options.max_depth)
+        self.confusion = SemanticConfusion(num_classes) if num_classes else None
+        self.bins = DepthErrorBins(options.max_depth) if options.plots_dir else None
+        self.seconds = 0.0  # time spent scoring
+
+
+def merge_range_tables(tables: Iterable[dict]) -> dict:
+    """Combine ``DepthRangeEvaluator.compute()`` tables of disjoint image sets exactly.
+
+    Each row's metrics are means over its ``images``; the merged mean weights them by
+    ``images`` (rows with no image are skipped); ``images`` and ``skipped`` add up.
+    """
+    merged: dict[str, dict] = {}
+    for table in tables:
+        for label, row in table.items():
+            into = merged.setdefault(label, {"sums": {}, "images": 0, "skipped": 0})
+            into["images"] += row["images"]
+            into["skipped"] += row["skipped"]
+            for key, value in row.items():
+                if key not in ("images", "skipped"):
+                    weighted = value * row["images"] if row["images"] else 0.0
+                    into["sums"][key] = into["sums"].get(key, 0.0) + weighted
+    return {label: {**{key: (total / into["images"] if into["images"] else math.nan)
+                       for key, total in into["sums"].items()},
+                    "images": into["images"], "skipped": into["skipped"]}
+            for label, into in merged.items()}
+
+
 @dataclasses.dataclass
 class _Job:
-    """One matched frame on its way to the scoring thread (model outputs in metres / ids)."""
+    """One matched frame on its way to a scoring thread (model outputs in metres / ids)."""
 
+    index: int
     frame: MatchedFrame
     camera_info: Any = None
     rgb: np.ndarray | None = None
@@ -319,31 +371,52 @@ class _Job:
     labels: np.ndarray | None = None
 
 
-class OrderedWorker:
-    """Run ``function(item)`` on one background thread, in submission order.
+class OrderedPool:
+    """Run ``work(item, worker_index)`` on ``workers`` threads; ``emit(result)`` in order.
 
-    At most ``depth`` items wait (bounded memory; ``submit`` blocks when full). An exception
-    in ``function`` stops the worker and is re-raised by the next ``submit`` or ``close``.
+    Results are handed to ``emit`` one at a time and in submission order, whichever thread
+    finished first. At most ``2 x workers`` items wait (``submit`` blocks when full), so
+    memory is bounded. The first exception in ``work`` or ``emit`` stops further work and is
+    re-raised by the next ``submit`` or by ``close``. numpy and OpenCV release the GIL in
+    their loops, so scoring threads run in parallel on several cores.
     """
 
-    def __init__(self, function, depth: int = 2, name: str = "worker") -> None:
-        """Start the thread."""
-        self._function = function
-        self._items: queue.Queue = queue.Queue(maxsize=depth)
+    def __init__(self, work, emit, workers: int = 1, name: str = "worker") -> None:
+        """Start the threads."""
+        self._work, self._emit = work, emit
+        self._items: queue.Queue = queue.Queue(maxsize=2 * workers)
+        self._finished: dict[int, Any] = {}
+        self._next = 0
+        self._submitted = 0
+        self._lock = threading.Lock()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, args=(index,), daemon=True,
+                                          name=f"{name}-{index}") for index in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, worker: int) -> None:
         while True:
-            item = self._items.get()
-            if item is _STOP:
+            entry = self._items.get()
+            if entry is _STOP:
                 return
+            index, item = entry
+            result = None
             if self._error is None:
                 try:
-                    self._function(item)
+                    result = self._work(item, worker)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                    self._error = exc
+                    self._error = self._error or exc
+            with self._lock:
+                self._finished[index] = result
+                while self._next in self._finished:
+                    ready = self._finished.pop(self._next)
+                    self._next += 1
+                    if self._error is None:
+                        try:
+                            self._emit(ready)
+                        except BaseException as exc:  # noqa: BLE001
+                            self._error = exc
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -351,14 +424,17 @@ class OrderedWorker:
             raise error
 
     def submit(self, item: Any) -> None:
-        """Queue ``item`` (blocks while ``depth`` items wait)."""
+        """Queue ``item`` (blocks while ``2 x workers`` items wait)."""
         self._raise()
-        self._items.put(item)
+        self._items.put((self._submitted, item))
+        self._submitted += 1
 
     def close(self) -> None:
-        """Process everything queued, stop the thread, re-raise a worker exception."""
-        self._items.put(_STOP)
-        self._thread.join()
+        """Finish everything queued, stop the threads, re-raise a worker exception."""
+        for _ in self._threads:
+            self._items.put(_STOP)
+        for thread in self._threads:
+            thread.join()
         self._raise()
 
 
@@ -371,7 +447,7 @@ _STOP = object()
 class Evaluator:
     """Streams one bag through matching, prediction (model mode) and scoring.
 
-    Build it with :meth:`open` (checks the bag, topics and model), run :meth:`run`, then
+    Constructing it checks the bag, the topics and the model; then call :meth:`run` and
     :meth:`write_outputs`. ``result`` is the JSON-ready dict of everything measured.
     """
 
@@ -385,17 +461,16 @@ class Evaluator:
         self._camera_info = None
         self._writer = None
         self._warned_no_camera_info = False
-        self._samples: list[tuple[str, str]] = []
+        self._samples: list[tuple[int, str]] = []  # (frame index, PNG name)
         self._sample_every = 1
         self._first_stamp_ns: int | None = None
         self.scores = _Scores()
-        self.bins = DepthErrorBins(options.max_depth) if options.plots_dir else None
         self.messages_read = 0
         self.status = "complete"
         self.notes: list[str] = []
         self.seconds = 0.0
         self.predict_seconds = 0.0  # main thread, in Predictor.predict
-        self.scoring_seconds = 0.0  # scoring thread (decode GT, metrics, CSV, PNGs, bag)
+        self.workers = options.workers or default_workers()
         self.csv = report.FrameCsv(options.csv_path, _CSV_COLUMNS) if options.csv_path else None
         self._setup_labels()
         self._setup_metrics()
@@ -455,22 +530,19 @@ class Evaluator:
                                "--num-classes N")
 
     def _setup_metrics(self) -> None:
-        from synergy_ros.metrics import DepthRangeEvaluator, SemanticConfusion
-
-        options = self.options
-        self.range_evaluator = DepthRangeEvaluator(
-            list(options.ranges), min_depth=options.min_depth, max_depth=options.max_depth)
-        self.confusion = None
-        if options.semantic_gt_topic and self.class_names:
-            self.confusion = SemanticConfusion(len(self.class_names))
+        num_classes = (len(self.class_names) if self.options.semantic_gt_topic
+                       and self.class_names else None)
+        self.accumulators = [_Accumulator(self.options, num_classes)
+                             for _ in range(self.workers)]
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> dict:
         """Score every frame of the bag; returns :attr:`result` (also on partial runs).
 
         The main thread reads, matches and (model mode) runs the model; decoding the ground
-        truth, scoring, CSV rows, PNGs and the output bag run on one scoring thread, in frame
-        order, so they overlap with the next inference.
+        truth, scoring, PNGs and the output-bag messages run on ``workers`` scoring threads
+        that overlap with the next inference; CSV rows and the output bag are written in
+        frame order.
         """
         from tqdm import tqdm
 
@@ -486,13 +558,14 @@ class Evaluator:
         started = time.monotonic()
         bar = tqdm(unit="frame", desc=f"evaluate {options.bag.name}", total=self.expected_frames,
                    disable=not options.progress, dynamic_ncols=True)
-        scorer = OrderedWorker(self._score_job, name="evaluate-scoring")
+        scorer = OrderedPool(self._score_job, self._emit, workers=self.workers,
+                             name="evaluate-scoring")
         submitted = 0
 
         def submit(frames: list[MatchedFrame]) -> None:
             nonlocal submitted
             for frame in frames:
-                job = self._prepare_job(frame)
+                job = self._prepare_job(frame, submitted)
                 if job is not None:
                     scorer.submit(job)
                     submitted += 1
@@ -527,9 +600,9 @@ class Evaluator:
                     self._writer.close()
         return self.result
 
-    def _prepare_job(self, frame: MatchedFrame) -> "_Job | None":
+    def _prepare_job(self, frame: MatchedFrame, index: int) -> "_Job | None":
         """Main-thread part of a frame: decode the image and predict (model mode)."""
-        job = _Job(frame, self._camera_info)
+        job = _Job(index, frame, self._camera_info)
         if not self.options.model:
             return job
         from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb
@@ -549,26 +622,31 @@ class Evaluator:
         job.depth, job.labels = prediction.depth, prediction.labels
         return job
 
-    def _score_job(self, job: "_Job") -> None:
-        """Scoring-thread part of a frame; a malformed message is counted and skipped."""
+    def _score_job(self, job: "_Job", worker: int) -> dict:
+        """Scoring-thread part of a frame: returns its CSV row and output-bag messages.
+
+        A malformed message gives ``{"bad": reason}`` (counted, not fatal).
+        """
+        acc = self.accumulators[worker]
         start = time.perf_counter()
         try:
-            self._score_frame(job)
+            return self._score_frame(job, acc)
         except ValueError as exc:
-            self.scores.add_bad(str(exc).split(":")[0][:80])
+            return {"bad": str(exc).split(":")[0][:80]}
         finally:
-            self.scoring_seconds += time.perf_counter() - start
+            acc.seconds += time.perf_counter() - start
 
-    def _score_frame(self, job: "_Job") -> None:
+    def _score_frame(self, job: "_Job", acc: _Accumulator) -> dict:
         from synergy_ros.metrics import DEPTH_METRIC_KEYS
 
         options = self.options
         frame = job.frame
         gt = self._decode_gt(frame.items["gt"], job.camera_info)
+        messages = {}
         if options.model:
             pred_depth, pred_labels = job.depth, job.labels
             if self._writer is not None:
-                self._write_prediction(frame.items["image"], job)
+                messages = self._prediction_messages(frame.items["image"], job)
         else:
             pred_depth = depth_from_image(frame.items["pred"])
             pred_labels = (labels_from_image(frame.items["pred_sem"])
@@ -581,29 +659,41 @@ class Evaluator:
         gt_scored = np.where(valid, gt, 0.0).astype(np.float32)
         pred_scored = np.where(pred_valid, depth, options.min_depth).astype(np.float32)
         # the range evaluator's "all" row is this image's depth_metrics (same mask and clip)
-        per_range = self.range_evaluator.update(pred_scored, gt_scored)
+        per_range = acc.ranges.update(pred_scored, gt_scored)
         metrics = per_range.get("all") or dict.fromkeys(DEPTH_METRIC_KEYS, math.nan)
-        if self.bins is not None:
+        if acc.bins is not None:
             in_range = valid & (gt > options.min_depth) & (gt < options.max_depth)
-            self.bins.update(depth, gt, in_range)
-        if self._first_stamp_ns is None:
-            self._first_stamp_ns = frame.stamp_ns
-        time_s = (frame.stamp_ns - self._first_stamp_ns) / 1e9
-        self.scores.add_depth(metrics, coverage, time_s)
-        row = {"frame": self.scores.depth_frames - 1, "stamp_s": frame.stamp_ns / 1e9,
+            acc.bins.update(depth, gt, in_range)
+        row = {"frame": job.index, "stamp_ns": frame.stamp_ns, "stamp_s": frame.stamp_ns / 1e9,
                "gt_dt_ms": frame.dt_ns("gt") / 1e6, "coverage": coverage, **metrics}
         labels_gt = labels = None
-        if self.confusion is not None and "sem_gt" in frame.items and pred_labels is not None:
+        if acc.confusion is not None and "sem_gt" in frame.items and pred_labels is not None:
             labels_gt = labels_from_image(frame.items["sem_gt"])
-            labels = resize_to(np.asarray(pred_labels).astype(np.int64), labels_gt.shape,
-                               nearest=True)
-            self.confusion.update(labels, labels_gt)
-            known = labels_gt != 255
-            row["pixel_acc"] = float((labels[known] == labels_gt[known]).mean()) if known.any() \
-                else math.nan
+            labels = resize_to(np.asarray(pred_labels), labels_gt.shape, nearest=True)
+            before = acc.confusion.matrix.copy()
+            acc.confusion.update(labels, labels_gt)
+            frame_matrix = acc.confusion.matrix - before  # this frame's confusion (C x C)
+            total = int(frame_matrix.sum())
+            row["pixel_acc"] = float(np.trace(frame_matrix)) / total if total else math.nan
+        self._maybe_sample(job.index, job.rgb, depth, gt, labels, labels_gt)
+        return {"row": row, "messages": messages, "stamp_ns": frame.stamp_ns}
+
+    def _emit(self, result: dict | None) -> None:
+        """Frame-order step: CSV row, per-frame series, output-bag messages."""
+        if result is None:
+            return
+        if "bad" in result:
+            self.scores.add_bad(result["bad"])
+            return
+        row = result["row"]
+        if self._first_stamp_ns is None:
+            self._first_stamp_ns = row["stamp_ns"]
+        self.scores.add_depth(row, row["coverage"], (row["stamp_ns"] - self._first_stamp_ns)
+                              / 1e9)
         if self.csv is not None:
             self.csv.write(row)
-        self._maybe_sample(row["frame"], job.rgb, depth, gt, labels, labels_gt)
+        for topic, msg in result["messages"].items():
+            self._writer.write(topic, msg, result["stamp_ns"])
 
     def _decode_gt(self, msg, camera_info) -> np.ndarray:
         if self.topic_types[self.options.gt_topic] == CLOUD:
@@ -616,10 +706,11 @@ class Evaluator:
 
     # -- samples and output bag ---------------------------------------------------------------
     def _maybe_sample(self, index: int, rgb, depth, gt, labels, labels_gt) -> None:
+        """Write the colourised PNG of frame ``index`` if it is one of the samples."""
         options = self.options
-        if not options.plots_dir or len(self._samples) >= options.num_samples:
+        if not options.plots_dir or index % self._sample_every:
             return
-        if index % self._sample_every:
+        if index // self._sample_every >= options.num_samples:
             return
         from synergy_ros.labels import colorize
 
@@ -635,15 +726,15 @@ class Evaluator:
         name = f"frame_{index:05d}.png"
         report.write_png(Path(options.plots_dir) / name,
                          report.panel_strip(panels, height=max(gt.shape[0], 120)))
-        self._samples.append((f"frame {index}", name))
+        self._samples.append((index, name))  # list.append is atomic across threads
 
     def _open_output_bag(self) -> None:
         from synergy_ros.bagio import BagWriter
 
         self._writer = BagWriter(self.options.output_bag, storage="mcap").open()
 
-    def _write_prediction(self, image_msg, job: "_Job") -> None:
-        """Write depth, semantic, semantic_color, camera_info and points for one image."""
+    def _prediction_messages(self, image_msg, job: "_Job") -> dict:
+        """Depth, semantic, semantic_color, camera_info and points messages for one image."""
         from synergy_ros.labels import colorize
         from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
                                                  intrinsics_to_camera_info)
@@ -651,7 +742,6 @@ class Evaluator:
 
         prefix = self.options.output_prefix.rstrip("/")
         header = image_msg.header
-        when = stamp_ns(image_msg)
         rgb, camera_info = job.rgb, job.camera_info
         depth = np.asarray(job.depth, dtype=np.float32)
         labels = np.asarray(job.labels)
@@ -669,12 +759,11 @@ class Evaluator:
             out[f"{prefix}/depth/camera_info"] = intrinsics_to_camera_info(intrinsics, header)
             out[f"{prefix}/points"] = build_pointcloud2(depth, colours, labels, intrinsics,
                                                         header=header)
-        elif not self._warned_no_camera_info:
+        elif not self._warned_no_camera_info:  # a repeat from a second thread is harmless
             self._warned_no_camera_info = True
             self.notes.append("no camera_info seen before the images: the output bag has no "
                               "points or depth/camera_info (give --camera-info-topic)")
-        for topic, msg in out.items():
-            self._writer.write(topic, msg, when)
+        return out
 
     # -- results ----------------------------------------------------------------------------
     @property
@@ -694,7 +783,9 @@ class Evaluator:
                        "camera_info": options.camera_info_topic},
             "frames": frames, "messages_read": self.messages_read,
             "seconds": self.seconds, "fps": frames / self.seconds if self.seconds else 0.0,
-            "predict_seconds": self.predict_seconds, "scoring_seconds": self.scoring_seconds,
+            "predict_seconds": self.predict_seconds,
+            "scoring_seconds": sum(acc.seconds for acc in self.accumulators),
+            "scoring_threads": self.workers,
             "max_dt_s": options.max_dt_s, "min_depth": options.min_depth,
             "max_depth": options.max_depth,
             "matching": stats.to_dict(),
@@ -712,12 +803,17 @@ class Evaluator:
         return result
 
     def _range_rows(self) -> list[dict]:
-        return [{"range": label, **row} for label, row in self.range_evaluator.compute().items()]
+        table = merge_range_tables(acc.ranges.compute() for acc in self.accumulators)
+        return [{"range": label, **row} for label, row in table.items()]
 
     def _semantic(self) -> dict:
-        if self.confusion is None:
+        from synergy_ros.metrics import SemanticConfusion
+
+        if self.accumulators[0].confusion is None:
             return {}
-        scores = self.confusion.compute()
+        confusion = SemanticConfusion(len(self.class_names))
+        confusion.matrix = sum(acc.confusion.matrix for acc in self.accumulators)
+        scores = confusion.compute()
         semantic = {key: float(scores[key]) for key in ("pixel_acc", "mean_acc", "miou")
                     if key in scores}
         semantic["per_class_iou"] = dict(zip(self.class_names, scores["class_iou"]))
@@ -739,8 +835,8 @@ class Evaluator:
             written["json"] = options.json_path
         if options.markdown_path:
             base = Path(options.markdown_path).parent
-            images = [(caption, _relative(Path(options.plots_dir) / name, base))
-                      for caption, name in self._samples]
+            images = [(f"frame {index}", _relative(Path(options.plots_dir) / name, base))
+                      for index, name in sorted(self._samples)]
             images += [(name.split(":", 1)[1].replace("_", " "), _relative(path, base))
                        for name, path in plots.items()]
             atomic_write_text(options.markdown_path, report.result_markdown(result, images))
@@ -757,10 +853,13 @@ class Evaluator:
             return {}
         if not self.scores.depth_frames:
             return {}
-        abs_rel, rmse = self.bins.means()
+        bins = DepthErrorBins(self.options.max_depth)
+        for acc in self.accumulators:
+            bins.add(acc.bins)
+        abs_rel, rmse = bins.means()
         paths = report.write_plots(Path(self.options.plots_dir), self.scores.times_s,
                                    {"abs_rel": self.scores.abs_rel, "rmse (m)": self.scores.rmse},
-                                   self.bins.edges, abs_rel, rmse)
+                                   bins.edges, abs_rel, rmse)
         return {f"plot:{path.stem}": path for path in paths}
 
 
@@ -787,6 +886,12 @@ def _relative(path: Path, base: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------
+def default_workers() -> int:
+    """Scoring threads: one per CPU core beyond one for reading and inference, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, (cores or 1) - 1))
+
+
 def _message_count(bag: Path, topic: str) -> int | None:
     """Messages on ``topic`` according to the bag's index (None when it cannot tell)."""
     from synergy_ros import bagio

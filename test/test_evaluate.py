@@ -243,3 +243,17 @@ def test_error_bins_for_the_error_vs_range_plot():
     np.testing.assert_allclose(abs_rel[[0, 1, 2, 4]], 0.2, rtol=1e-5)
     np.testing.assert_allclose(rmse[[0, 1, 2, 4]], [0.2, 0.6, 1.0, 1.8], rtol=1e-5)
     assert np.isnan(abs_rel[3])  # 6-8 m saw no pixel
+
+
+def test_several_scoring_threads_give_the_same_results_in_frame_order(tmp_path):
+    bag = write_bag(tmp_path / "bag", frames=12, scale=1.2)
+    one, _ = evaluate(options(bag, workers=1, csv_path=tmp_path / "one.csv"))
+    four, _ = evaluate(options(bag, workers=4, csv_path=tmp_path / "four.csv"))
+    assert four["scoring_threads"] == 4 and four["frames"] == 12
+    for key, value in one["depth"].items():
+        assert four["depth"][key] == pytest.approx(value, rel=1e-9), key
+    for row_one, row_four in zip(one["depth_ranges"], four["depth_ranges"]):
+        assert row_four.pop("range") == row_one.pop("range")
+        assert row_four == pytest.approx(row_one, rel=1e-9)
+    assert four["semantic"] == one["semantic"]
+    assert (tmp_path / "four.csv").read_text() == (tmp_path / "one.csv").read_text()

@@ -85,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--output-prefix", default="/synergy",
                      help="topic prefix in --output-bag (default /synergy)")
     out.add_argument("--max-frames", type=int, help="stop after N frames")
+    out.add_argument("--workers", type=int, default=0,
+                     help="scoring threads (default: CPU cores - 1, at most 4, at least 1)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -105,7 +107,7 @@ def options_from_args(args: argparse.Namespace):
         num_classes=args.num_classes, json_path=args.json, csv_path=args.csv,
         markdown_path=args.markdown, plots_dir=args.plots, output_bag=args.output_bag,
         output_prefix=args.output_prefix, num_samples=args.samples, max_frames=args.max_frames,
-        progress=not args.no_progress)
+        workers=args.workers, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
