@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of training images")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--compare-workers", type=int, nargs="*", default=[0],
+                        help="also time the first encoder with these worker counts "
+                             "(default 0: loading in the training process, for comparison)")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per backbone")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
     parser.add_argument("--threads", type=int, default=0,
@@ -45,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure(encoder: str, args: argparse.Namespace, workdir: Path) -> dict:
+def measure(encoder: str, workers: int, args: argparse.Namespace, workdir: Path) -> dict:
     """Train ``warmup + steps`` steps with ``encoder``; return timing statistics."""
     from synergy_ros.config import load_config
     from synergy_ros.train import Trainer
@@ -54,11 +57,11 @@ def measure(encoder: str, args: argparse.Namespace, workdir: Path) -> dict:
     total = args.warmup + args.steps
     config = load_config(ROOT / "config" / "train_synthetic_demo.yaml", [
         f"model.encoder={encoder}", f"data.input_size=[{height}, {width}]",
-        f"data.batch_size={args.batch_size}", f"data.num_workers={args.workers}",
+        f"data.batch_size={args.batch_size}", f"data.num_workers={workers}",
         f"data.train=[{{type: synthetic, num_samples: {total * args.batch_size}}}]",
         "train.epochs=1", "val.every_epochs=0", "train.progress=false",
         f"threads={args.threads}", "device=cpu"])
-    output = workdir / encoder
+    output = workdir / f"{encoder}_{workers}"
     started = time.perf_counter()
     Trainer(config, output).fit()
     wall = time.perf_counter() - started
@@ -66,7 +69,8 @@ def measure(encoder: str, args: argparse.Namespace, workdir: Path) -> dict:
         rows = list(csv.DictReader(handle))[args.warmup:]
     data_s = sum(float(r["data_s"]) for r in rows)
     step_s = sum(float(r["step_s"]) for r in rows)
-    return {"encoder": encoder, "steps": len(rows), "batch_size": args.batch_size,
+    return {"encoder": encoder, "workers": workers, "steps": len(rows),
+            "batch_size": args.batch_size,
             "data_wait_fraction": data_s / (data_s + step_s),
             "data_wait_s_per_step": data_s / len(rows),
             "compute_s_per_step": step_s / len(rows),
@@ -84,17 +88,20 @@ def to_markdown(result: dict) -> str:
         f"Machine: {result['machine']}  ",
         f"Date: {result['date']}  ",
         f"Setup: synthetic scenes rendered on the fly at {setup['size']} (W x H), "
-        f"batch {setup['batch_size']}, {setup['workers']} DataLoader workers, full training "
+        f"batch {setup['batch_size']}, {setup['workers']} DataLoader workers unless the "
+        f"table says otherwise, full training "
         f"step (augmentation, forward, full loss, backward, AdamW), "
         f"{setup['steps']} timed steps after {setup['warmup']} warm-up steps, torch threads: "
         f"{setup['threads'] or 'default'}.  ",
         f"Command: `{result['command']}`",
         "",
-        "| Backbone | waiting for data | data wait / step | compute / step | it/s | images/s |",
-        "|---|---|---|---|---|---|",
+        "| Backbone | workers | waiting for data | data wait / step | compute / step | it/s "
+        "| images/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        lines.append(f"| {row['encoder']} | {100 * row['data_wait_fraction']:.1f} % | "
+        lines.append(f"| {row['encoder']} | {row['workers']} | "
+                     f"{100 * row['data_wait_fraction']:.1f} % | "
                      f"{1000 * row['data_wait_s_per_step']:.0f} ms | "
                      f"{row['compute_s_per_step']:.2f} s | {row['steps_per_s']:.3f} | "
                      f"{row['images_per_s']:.2f} |")
@@ -116,10 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_data_") as workdir:
-        for encoder in args.encoders:
-            row = measure(encoder, args, Path(workdir))
-            print(f"{encoder}: {100 * row['data_wait_fraction']:.1f} % waiting for data, "
-                  f"{row['steps_per_s']:.3f} it/s", flush=True)
+        runs = [(encoder, args.workers) for encoder in args.encoders]
+        runs += [(args.encoders[0], workers) for workers in args.compare_workers
+                 if workers != args.workers]
+        for encoder, workers in runs:
+            row = measure(encoder, workers, args, Path(workdir))
+            print(f"{encoder}, {workers} workers: {100 * row['data_wait_fraction']:.1f} % "
+                  f"waiting for data, {row['steps_per_s']:.3f} it/s", flush=True)
             rows.append(row)
     result = {"machine": machine_summary(), "machine_info": machine_info(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
