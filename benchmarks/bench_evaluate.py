@@ -48,9 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--size", type=_size, default=(320, 240), help="WIDTHxHEIGHT")
-    parser.add_argument("--model", type=Path,
-                        help="model file (default: the bundled demo model, else an untrained "
-                             "ResNet-18 synergy net running at --size)")
+    parser.add_argument("--models", nargs="+", default=["bundled", "untrained"],
+                        help="model files; 'bundled' = models/synergy_demo_r18.pt (skipped when "
+                             "absent), 'untrained' = a ResNet-18 synergy net running at --size "
+                             "(speed does not depend on weights). Default: both")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1],
                         help="inference CPU threads; one table per value (default 2 1)")
@@ -106,8 +107,11 @@ def measure(model, bag, images, backend: str, threads: int, repeats: int, tmp: P
                      "scoring_ms": 1000 * result["scoring_seconds"] / frames})
         print(f"{threads} threads, repeat {index + 1}: predictor {base:.2f} fps, evaluate "
               f"{fps:.2f} fps, ratio {fps / base:.3f}", file=sys.stderr)
+    from synergy_ros.evaluate import default_workers
+
     return {
         "threads": threads, "backend": predictor.backend_name, "repeats": rows,
+        "workers": options.workers or default_workers(),
         "median_ratio": statistics.median(r["ratio"] for r in rows),
         "overhead_ms_per_frame": statistics.median(
             1000 / r["evaluate_fps"] - 1000 / r["predictor_fps"] for r in rows),
@@ -127,25 +131,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     width, height = args.size
     load_before = os.getloadavg()
+    cases = []
     with tempfile.TemporaryDirectory(prefix="bench_evaluate_") as tmp:
         tmp = Path(tmp)
-        model = args.model or find_bundled_model()
-        model_note = str(model) if model else f"untrained resnet18 at {height}x{width}"
-        if model is None:
-            model = build_untrained_model(tmp / "model.pt", input_size=(height, width))
         bag = tmp / "bag"
         write_synthetic_bag(bag, args.frames, height=height, width=width, seed=1)
         images = [image_to_rgb(m.message) for m in iter_messages(bag, ["/camera/image_raw"])]
-        configs = [measure(model, bag, images, args.backend, threads, args.repeats, tmp)
-                   for threads in args.threads]
-    ratio = configs[0]["median_ratio"]
+        for name in args.models:
+            if name == "bundled":
+                model = find_bundled_model()
+                if model is None:
+                    print("bundled model not found: skipped", file=sys.stderr)
+                    continue
+                note = f"bundled {model.name}"
+            elif name == "untrained":
+                model = build_untrained_model(tmp / "untrained.pt", input_size=(height, width))
+                note = f"ResNet-18 synergy net at {width}x{height} (untrained weights)"
+            else:
+                model, note = Path(name), name
+            from synergy_ros.modelfile import load_model_file
+
+            size = load_model_file(model)["meta"].input_size if model.suffix == ".pt" else None
+            if size:
+                note += f", model input {size[1]}x{size[0]}"
+            for threads in args.threads:
+                cases.append({"model": note, **measure(model, bag, images, args.backend,
+                                                       threads, args.repeats, tmp)})
     summary = {
         "benchmark": "synergy evaluate (model mode) vs Predictor.predict",
         "machine": machine_info(), "machine_summary": machine_summary(),
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-        "model": model_note, "image_size": {"width": width, "height": height},
-        "frames": args.frames, "configs": configs, "target_ratio": 0.9,
-        "median_ratio": ratio, "meets_target": ratio >= 0.9,
+        "image_size": {"width": width, "height": height}, "frames": args.frames,
+        "cases": cases, "target_ratio": 0.9,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "evaluate_cpu.json", json.dumps(summary, indent=2) + "\n")
@@ -153,26 +170,33 @@ def main(argv: list[str] | None = None) -> int:
         "# `synergy evaluate` throughput (model mode) vs the Predictor", "",
         f"Machine: {summary['machine_summary']}; 1-min load average "
         f"{load_before[0]:.1f} before, {summary['load_average_1min']['after']:.1f} after "
-        "(the cores are shared with other jobs).", "",
-        f"Model: {model_note}; synthetic bag of {args.frames} frames at {width}x{height} "
-        "(rgb8 image, camera_info, 32FC1 depth GT, mono8 semantic GT); evaluation with "
-        "semantic scoring and a per-frame CSV. Each repeat times the Predictor alone on the "
-        "decoded images, then the evaluation, back to back; the ratio is evaluate fps / "
-        "Predictor fps.", ""]
-    for config in configs:
-        lines += [f"## {config['threads']} inference thread(s), backend {config['backend']}", "",
-                  "| repeat | Predictor (fps) | evaluate (fps) | ratio | predict in evaluate "
-                  "(ms) | scoring thread (ms) |", "|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {i + 1} | {r['predictor_fps']:.2f} | {r['evaluate_fps']:.2f} | "
-                  f"{r['ratio']:.3f} | {r['predict_ms_in_evaluate']:.0f} | "
-                  f"{r['scoring_ms']:.0f} |" for i, r in enumerate(config["repeats"])]
-        lines += ["", f"Median ratio **{config['median_ratio']:.3f}** (target >= 0.9: "
-                  f"{'met' if config['median_ratio'] >= 0.9 else 'NOT met'}); wall overhead "
-                  f"{config['overhead_ms_per_frame']:.1f} ms per frame; the scoring thread "
-                  f"(GT decoding, metrics, range table, confusion, CSV) needs "
-                  f"{config['scoring_ms_per_frame']:.0f} ms per frame, overlapping the next "
-                  "inference.", ""]
-    lines += ["Reproduce: `.venv/bin/python benchmarks/bench_evaluate.py`", ""]
+        "(the 2 cores are shared with other jobs).", "",
+        f"Synthetic bag of {args.frames} frames at {width}x{height} (rgb8 image, camera_info, "
+        "32FC1 depth GT, mono8 semantic GT); evaluation with semantic scoring and a per-frame "
+        "CSV, metrics at the ground truth's 320x240. Each repeat times the Predictor alone on "
+        "the decoded images, then the evaluation, back to back; ratio = evaluate fps / "
+        "Predictor fps (target >= 0.9).", "",
+        "| model | threads | Predictor (fps, median) | evaluate (fps, median) | ratio (median) "
+        "| ratios per repeat | scoring thread (ms/frame) |",
+        "|---|---:|---:|---:|---:|---|---:|"]
+    for case in cases:
+        rows = case["repeats"]
+        lines.append(
+            f"| {case['model']} | {case['threads']} | "
+            f"{statistics.median(r['predictor_fps'] for r in rows):.1f} | "
+            f"{statistics.median(r['evaluate_fps'] for r in rows):.1f} | "
+            f"**{case['median_ratio']:.2f}** | "
+            + ", ".join(f"{r['ratio']:.2f}" for r in rows)
+            + f" | {case['scoring_ms_per_frame']:.0f} |")
+    met = [case for case in cases if case["median_ratio"] >= 0.9]
+    lines += ["", f"Target >= 0.9 met in {len(met)} of {len(cases)} cases. Scoring (ground-"
+              "truth decoding, per-image metrics, the range table, the confusion matrix, CSV "
+              f"rows) runs on {cases[0]['workers'] if cases else 1} thread(s) here "
+              "(`--workers`, default CPU cores - 1) and overlaps the next inference; it costs "
+              "throughput only where no core is free for it. On this machine both cores are "
+              "already busy (see the load average), so its CPU time (last column) comes "
+              "straight off inference: compare it with 1000 / Predictor fps.", "",
+              "Reproduce: `.venv/bin/python benchmarks/bench_evaluate.py`", ""]
     atomic_write_text(args.out / "evaluate_cpu.md", "\n".join(lines))
     print("\n".join(lines))
     return 0
