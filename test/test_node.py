@@ -268,19 +268,24 @@ def test_overload_at_30hz_keeps_latency_bounded_and_counts_drops(harness, model_
         image_pub.publish(msg)
         sent += 1
         time.sleep(max(0.0, start + sent / 30.0 - time.perf_counter()))
+    harness.wait_for(lambda: node.snapshot().frames_received >= sent, 5.0)  # all in flight
     assert harness.wait_for(lambda: node._worker.idle(), 5.0)
     snap = node.snapshot()
     processed, dropped = snap.frames_processed, snap.frames_dropped
     assert snap.frames_received >= 80  # reliable over loopback: (nearly) all arrive
     assert processed + dropped == snap.frames_received
     assert dropped >= snap.frames_received // 2 and processed <= 3.0 / delay + 2
-    latencies = node._latency.values()
-    model_ms = node._inference.percentiles(50)[0]
-    assert model_ms >= delay * 1e3
-    p95 = float(np.percentile(latencies, 95))
-    # latest-wins: a frame waits at most one inference, so latency < 2 inferences + overhead
-    assert p95 <= 2.0 * model_ms + 60.0, (p95, model_ms)
-    assert max(latencies[-5:]) <= 2.0 * model_ms + 60.0  # no queue growth at the end
+    latencies, inferences = node._latency.values(), node._inference.values()
+    assert len(latencies) == len(inferences) == processed
+    assert min(inferences) >= delay * 1e3
+    # latest-wins: a frame waits in the slot at most for the inference in progress, so its
+    # wait (latency - its own inference) stays below one inference + publishing overhead;
+    # per frame, so a CPU hiccup on this shared machine slows both sides alike
+    waits = [lat - inf for lat, inf in zip(latencies, inferences)]
+    bound = float(np.percentile(inferences, 95)) + 60.0
+    assert float(np.percentile(waits, 95)) <= bound, (waits, inferences)
+    assert max(waits[-5:]) <= bound  # no queue growth at the end
+    assert float(np.percentile(latencies, 50)) <= 2.0 * float(np.percentile(inferences, 50))
     newest = max(stamp_ns(m.header) for m in harness.messages("depth"))
     assert newest >= 10 * 1_000_000_000 + sent - 6  # one of the last frames was processed
 
