@@ -8,7 +8,8 @@ Writes ``benchmarks/results/model_cpu.md`` and ``.json`` with the machine they r
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
 multiply-accumulate; convolutions and matmuls only, so BN/ReLU/resize are not included).
 Latency: batch 1, fp32, ``torch.no_grad``, eval mode, after one warm-up run; min and median
-of ``--iters`` runs. Untrained weights (speed does not depend on their values).
+wall time and median process CPU time of ``--iters`` runs. Untrained weights (speed does
+not depend on their values).
 """
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", type=_size,
                         default=[_size(s) for s in DEFAULT_SIZES], help="WIDTHxHEIGHT")
     parser.add_argument("--iters", type=int, default=3, help="timed runs per size")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared machine OpenMP "
+                             "threads spin-wait when preempted, measured here as 5-10x "
+                             "slower runs with 2 threads, while 1 thread stays stable)")
     parser.add_argument("--num-classes", type=int, default=40)
     parser.add_argument("--paper-upproj", action="store_true", default=True,
                         help="also measure ResNet-50 with Laina up-projections (default on)")
@@ -72,19 +76,24 @@ def count_flops(model, width: int, height: int) -> int:
     return int(counter.get_total_flops())
 
 
-def time_forward(model, width: int, height: int, iters: int) -> list[float]:
-    """Seconds per forward pass (one warm-up run first)."""
+def time_forward(model, width: int, height: int, iters: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, process CPU seconds) per forward pass, after one warm-up run.
+
+    CPU seconds (all threads of this process) barely change when other jobs share the cores,
+    wall seconds do: on a busy machine CPU time / threads is the better latency estimate.
+    """
     import torch
 
     image = torch.randn(1, 3, height, width)
-    times = []
+    wall, cpu = [], []
     with torch.no_grad():
         model(image)
         for _ in range(iters):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             model(image)
-            times.append(time.perf_counter() - start)
-    return times
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -109,11 +118,12 @@ def run(args: argparse.Namespace) -> dict:
                "params": count_parameters(model), "sizes": {}}
         for width, height in args.sizes:
             progress.set_postfix_str(f"{spec['encoder']}/{spec['upconv']} {width}x{height}")
-            times = time_forward(model, width, height, args.iters)
+            times, cpu_times = time_forward(model, width, height, args.iters)
             row["sizes"][f"{width}x{height}"] = {
                 "gflops": round(count_flops(model, width, height) / 1e9, 2),
                 "latency_ms_median": round(1e3 * statistics.median(times), 1),
                 "latency_ms_min": round(1e3 * min(times), 1),
+                "cpu_ms_median": round(1e3 * statistics.median(cpu_times), 1),
                 "iters": len(times),
             }
             progress.update()
@@ -135,7 +145,7 @@ def to_markdown(result: dict) -> str:
 
     sizes = list(result["results"][0]["sizes"]) if result["results"] else []
     header = "| encoder | up-conv | params (M) | " + " | ".join(
-        f"GFLOPs {s} | ms {s} min / median" for s in sizes) + " |"
+        f"GFLOPs {s} | wall ms {s} min / median | CPU ms {s}" for s in sizes) + " |"
     lines = ["# Synergy network: size and CPU latency", "",
              f"Machine: {machine_summary(result['machine'])}, "
              f"{result['settings']['threads']} torch threads.",
@@ -143,15 +153,18 @@ def to_markdown(result: dict) -> str:
              "Latency: min and median of the timed runs (batch 1, fp32, eager torch, after a "
              "warm-up). The machine's 2 cores were shared with other jobs while this ran, so "
              "the minimum is the better estimate and the median shows the contention. "
+             "CPU ms is the median process CPU time (all threads) per frame, which contention "
+             "barely changes: with T threads an idle machine needs about CPU ms / T wall ms. "
              "FLOPs count conv "
              "and matmul only (FlopCounterMode, 2 per multiply-accumulate).", "",
-             header, "|" + "---|" * (3 + 2 * len(sizes))]
+             header, "|" + "---|" * (3 + 3 * len(sizes))]
     for row in result["results"]:
         cells = [row["encoder"], row["upconv"], f"{row['params']['total'] / 1e6:.2f}"]
         for size in sizes:
             timing = row["sizes"][size]
             cells += [f"{timing['gflops']:.1f}",
-                      f"{timing['latency_ms_min']:.0f} / {timing['latency_ms_median']:.0f}"]
+                      f"{timing['latency_ms_min']:.0f} / {timing['latency_ms_median']:.0f}",
+                      f"{timing['cpu_ms_median']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Parameters per group", "",
               "| encoder | up-conv | encoder+conv2 | depth | semantic | sharing | "
