@@ -18,7 +18,15 @@ DEMO = str(ROOT / "config" / "train_synthetic_demo.yaml")
 TINY = ["data.input_size=[32, 32]", "data.batch_size=2", "data.num_workers=0",
         "data.train=[{type: synthetic, num_samples: 6}]",
         "data.val={type: synthetic, split: val, num_samples: 2}", "train.epochs=2",
-        "train.progress=false", "optim.lr=1e-3", "schedule.warmup_steps=0"]
+        "train.progress=false", "optim.lr=1e-3", "schedule.warmup_steps=0", "threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    """The trainer applies config ``threads`` process-wide; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _tiny(*extra):
