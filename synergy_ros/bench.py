@@ -252,12 +252,15 @@ def compute_ratios(results: list, resize_path: dict | None = None) -> dict:
     Speed-ups compare median (p50) end-to-end latencies: on a shared machine the median is
     robust to bursts of other load, the mean is not. ``*_min`` compares the fastest runs
     (closest to an idle machine; torch's OpenMP pool degrades more than onnxruntime's under
-    contention, so the two can differ a lot there).
+    contention, so the two can differ a lot there). ``*_cpu`` compares process CPU time per
+    call (p50), the figure least disturbed by other processes (at 1 thread it is the work
+    done; with more threads it includes spinning).
     ``prepost_share``: pre+post / inference with camera size = model size;
     ``prepost_share_with_resize``: the ``resize_path`` pre+post (camera -> smaller model size
     and back) / each backend's inference time at that model size.
     """
     ratios: dict = {"onnxruntime_vs_torch_speedup": {}, "onnxruntime_vs_torch_speedup_min": {},
+                    "onnxruntime_vs_torch_speedup_cpu": {},
                     "prepost_share": {},
                     "prepost_share_with_resize": {},
                     "tensorrt_fp16_vs_torch_fp32_speedup": {}}
@@ -282,6 +285,9 @@ def compute_ratios(results: list, resize_path: dict | None = None) -> dict:
             if "min" in torch32["latency_ms"] and "min" in ort32["latency_ms"]:
                 ratios["onnxruntime_vs_torch_speedup_min"][case] = (
                     torch32["latency_ms"]["min"] / ort32["latency_ms"]["min"])
+            if "cpu_ms" in torch32 and "cpu_ms" in ort32:
+                ratios["onnxruntime_vs_torch_speedup_cpu"][case] = (
+                    torch32["cpu_ms"]["p50"] / ort32["cpu_ms"]["p50"])
         if torch32 and trt16 and torch32.get("describe", {}).get("device", "").startswith("cuda"):
             ratios["tensorrt_fp16_vs_torch_fp32_speedup"][case] = (
                 torch32["latency_ms"]["p50"] / trt16["latency_ms"]["p50"])
@@ -331,7 +337,9 @@ def to_markdown(report: dict) -> str:
     for size, value in ratios["onnxruntime_vs_torch_speedup"].items():
         verdict = "met" if value >= 1.0 else "NOT met"
         best = ratios.get("onnxruntime_vs_torch_speedup_min", {}).get(size)
+        cpu = ratios.get("onnxruntime_vs_torch_speedup_cpu", {}).get(size)
         best_text = f"; fastest runs: {best:.2f}x" if best is not None else ""
+        best_text += f"; CPU time per call: {cpu:.2f}x" if cpu is not None else ""
         lines.append(f"- onnxruntime CPU vs torch CPU at {size}: {value:.2f}x p50 (target >= "
                      f"1.0x: {verdict}){best_text}")
     for name, share in ratios["prepost_share"].items():

@@ -138,6 +138,7 @@ def export_onnx_bytes(model_path: str | os.PathLike,
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         with torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(graph, (example,), buffer, input_names=[INPUT_NAME],
                               output_names=outputs, opset_version=options.opset,

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda for torch/onnxruntime")
     parser.add_argument("--cache-dir", help="where ONNX exports/engines are cached (default: "
                         "a temporary folder)")
+    parser.add_argument("--note", default="",
+                        help="free text about the model for the report (e.g. how it was trained)")
     parser.add_argument("--output", default="benchmarks/results/runtime_cpu",
                         help="writes OUTPUT.json and OUTPUT.md (default "
                              "benchmarks/results/runtime_cpu)")
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise SynergyError("--threads must be >= 1")
     with tempfile.TemporaryDirectory(prefix="synergy_bench_") as tmp:
         if args.model:
-            model, note = args.model, ""
+            model, note = args.model, args.note
         else:
             model = _untrained_model(args.encoder, args.num_classes, tmp)
             note = ("(untrained weights of the same architecture: latency does not depend on "
