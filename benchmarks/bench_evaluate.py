@@ -107,7 +107,7 @@ def measure(model, bag, images, backend: str, threads: int, repeats: int, tmp: P
                      "scoring_ms": 1000 * result["scoring_seconds"] / frames})
         print(f"{threads} threads, repeat {index + 1}: predictor {base:.2f} fps, evaluate "
               f"{fps:.2f} fps, ratio {fps / base:.3f}", file=sys.stderr)
-    from synergy_ros.evaluate import default_workers
+    from synergy_ros.streaming import default_workers
 
     return {
         "threads": threads, "backend": predictor.backend_name, "repeats": rows,

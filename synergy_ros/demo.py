@@ -495,7 +495,7 @@ def _evaluate(output: Path, kept: dict, options: DemoOptions) -> tuple[dict, dic
 
 def _strip_and_cloud(output: Path, kept: dict, images: Path) -> dict[str, Path]:
     from synergy_ros import report
-    from synergy_ros.evaluate import depth_from_image
+    from synergy_ros.scoring_io import depth_from_image
     from synergy_ros.ros.conversions import image_to_rgb
     from synergy_ros.ros.pointcloud import pointcloud2_to_array, unpack_rgb, write_ply
 

@@ -26,20 +26,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import queue
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from synergy_ros import report
 from synergy_ros.atomic import atomic_write_text
 from synergy_ros.errors import SynergyError
 from synergy_ros.matching import MatchedFrame, StampMatcher
+from synergy_ros.scoring_io import (depth_from_cloud, depth_from_image, labels_from_image,
+                                    resize_to, stamp_ns)
+from synergy_ros.streaming import OrderedPool, ReadError, default_workers, prefetch
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -103,99 +103,6 @@ class EvaluateOptions:
 # ---------------------------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------------------------
-def depth_from_image(msg) -> np.ndarray:
-    """Decode a depth Image to (H, W) float32 metres with NaN where invalid.
-
-    ``32FC1`` (and ``64FC1``) are metres (REP 118); ``16UC1`` / ``mono16`` are millimetres
-    with 0 = invalid. Other encodings raise ValueError.
-    """
-    from synergy_ros.ros.conversions import image_to_array
-
-    array = image_to_array(msg)
-    encoding = msg.encoding
-    if encoding in ("32FC1", "64FC1"):
-        depth = array.astype(np.float32)
-        depth[~(depth > 0)] = np.nan  # also catches NaN and -inf
-    elif encoding in ("16UC1", "mono16"):
-        depth = array.astype(np.float32) / 1000.0
-        depth[array == 0] = np.nan
-    else:
-        raise ValueError(f"depth image encoding {encoding!r} is not a depth encoding "
-                         "(expected 32FC1 metres or 16UC1 millimetres)")
-    if depth.ndim != 2:
-        raise ValueError(f"depth image must have one channel, got shape {depth.shape}")
-    return depth
-
-
-def labels_from_image(msg) -> np.ndarray:
-    """Decode a class-id Image (mono8, mono16, 8UC1, 16UC1) to (H, W) uint8 / uint16 ids.
-
-    The array may share memory with the message (do not modify it).
-    """
-    from synergy_ros.ros.conversions import image_to_array
-
-    if msg.encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
-        raise ValueError(f"semantic image encoding {msg.encoding!r} is not a class-id "
-                         "encoding (expected mono8 or mono16)")
-    return image_to_array(msg)
-
-
-def depth_from_cloud(msg, intrinsics) -> np.ndarray:
-    """Project a PointCloud2 (optical frame, metres) into an (H, W) float32 depth image.
-
-    ``intrinsics`` (:class:`~synergy_ros.geometry.PinholeIntrinsics`) gives the image size and
-    projection u = fx x / z + cx, v = fy y / z + cy; the nearest point wins each pixel,
-    pixels without a point are NaN.
-    """
-    from synergy_ros.ros.pointcloud import pointcloud2_to_array
-
-    cloud = pointcloud2_to_array(msg)
-    names = cloud.dtype.names or ()
-    if not {"x", "y", "z"} <= set(names):
-        raise ValueError(f"point cloud has fields {names}, needs x, y, z")
-    x, y, z = (np.asarray(cloud[n], dtype=np.float64).reshape(-1) for n in ("x", "y", "z"))
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z) & (z > 0)
-    x, y, z = x[ok], y[ok], z[ok]
-    u = np.round(intrinsics.fx * x / z + intrinsics.cx).astype(np.int64)
-    v = np.round(intrinsics.fy * y / z + intrinsics.cy).astype(np.int64)
-    width, height = int(intrinsics.width), int(intrinsics.height)
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    u, v, z = u[inside], v[inside], z[inside]
-    order = np.argsort(-z)  # far first, so the nearest point is written last
-    depth = np.full((height, width), np.nan, dtype=np.float32)
-    depth[v[order], u[order]] = z[order]
-    return depth
-
-
-def resize_to(array: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
-    """Resize (H, W) ``array`` to ``shape`` (bilinear, or nearest for labels); no-op if equal."""
-    if array.shape[:2] == tuple(shape):
-        return array
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    native = array.dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64)
-    source = array if native else array.astype(np.float32)  # e.g. int64 class ids
-    out = cv2.resize(source, (shape[1], shape[0]), interpolation=interpolation)
-    return out.astype(array.dtype, copy=False)
-
-
-def stamp_ns(msg) -> int:
-    """``header.stamp`` of a message in nanoseconds."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
-# ---------------------------------------------------------------------------------------------
-# Bag reading on a prefetch thread
-# ---------------------------------------------------------------------------------------------
-class BagReadError(Exception):
-    """The bag could not be read further (truncated or corrupt); ``count`` messages were read."""
-
-    def __init__(self, count: int, cause: BaseException) -> None:
-        """Record how many messages were read before ``cause``."""
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.count = count
-        self.cause = cause
-
-
 def _decoded(messages: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     """(topic, rclpy message) per bagio.BagMessage; (topic, SynergyError) if undecodable."""
     for message in messages:
@@ -203,47 +110,6 @@ def _decoded(messages: Iterable[Any]) -> Iterator[tuple[str, Any]]:
             yield message.topic, message.message
         except SynergyError as exc:
             yield message.topic, exc
-
-
-def prefetch(messages: Iterable[Any], maxsize: int = 8) -> Iterator[Any]:
-    """Iterate ``messages`` on a daemon thread, at most ``maxsize`` items ahead.
-
-    Reading and deserialising overlap with inference; a failure while reading is re-raised
-    here as :class:`BagReadError` after the items read before it.
-    """
-    items: queue.Queue = queue.Queue(maxsize=maxsize)
-    done = object()
-    stop = threading.Event()
-
-    def worker() -> None:
-        count = 0
-        try:
-            for item in messages:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-                count += 1
-            items.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            items.put(BagReadError(count, exc))
-
-    thread = threading.Thread(target=worker, name="bag-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is done:
-                return
-            if isinstance(item, BagReadError):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,76 +235,6 @@ class _Job:
     rgb: np.ndarray | None = None
     depth: np.ndarray | None = None
     labels: np.ndarray | None = None
-
-
-class OrderedPool:
-    """Run ``work(item, worker_index)`` on ``workers`` threads; ``emit(result)`` in order.
-
-    Results are handed to ``emit`` one at a time and in submission order, whichever thread
-    finished first. At most ``2 x workers`` items wait (``submit`` blocks when full), so
-    memory is bounded. The first exception in ``work`` or ``emit`` stops further work and is
-    re-raised by the next ``submit`` or by ``close``. numpy and OpenCV release the GIL in
-    their loops, so scoring threads run in parallel on several cores.
-    """
-
-    def __init__(self, work, emit, workers: int = 1, name: str = "worker") -> None:
-        """Start the threads."""
-        self._work, self._emit = work, emit
-        self._items: queue.Queue = queue.Queue(maxsize=2 * workers)
-        self._finished: dict[int, Any] = {}
-        self._next = 0
-        self._submitted = 0
-        self._lock = threading.Lock()
-        self._error: BaseException | None = None
-        self._threads = [threading.Thread(target=self._loop, args=(index,), daemon=True,
-                                          name=f"{name}-{index}") for index in range(workers)]
-        for thread in self._threads:
-            thread.start()
-
-    def _loop(self, worker: int) -> None:
-        while True:
-            entry = self._items.get()
-            if entry is _STOP:
-                return
-            index, item = entry
-            result = None
-            if self._error is None:
-                try:
-                    result = self._work(item, worker)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                    self._error = self._error or exc
-            with self._lock:
-                self._finished[index] = result
-                while self._next in self._finished:
-                    ready = self._finished.pop(self._next)
-                    self._next += 1
-                    if self._error is None:
-                        try:
-                            self._emit(ready)
-                        except BaseException as exc:  # noqa: BLE001
-                            self._error = exc
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def submit(self, item: Any) -> None:
-        """Queue ``item`` (blocks while ``2 x workers`` items wait)."""
-        self._raise()
-        self._items.put((self._submitted, item))
-        self._submitted += 1
-
-    def close(self) -> None:
-        """Finish everything queued, stop the threads, re-raise a worker exception."""
-        for _ in self._threads:
-            self._items.put(_STOP)
-        for thread in self._threads:
-            thread.join()
-        self._raise()
-
-
-_STOP = object()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,7 +381,7 @@ class Evaluator:
                     self.notes.append(f"stopped after --max-frames {options.max_frames}")
                     break
             submit(self.matcher.finish())
-        except BagReadError as exc:
+        except ReadError as exc:
             self.status = (f"{exc.cause} (results cover the frames read before that)")
             submit(self.matcher.finish())
         except KeyboardInterrupt:
@@ -886,12 +682,6 @@ def _relative(path: Path, base: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------
-def default_workers() -> int:
-    """Scoring threads: one per CPU core beyond one for reading and inference, at most 4."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, (cores or 1) - 1))
-
-
 def _message_count(bag: Path, topic: str) -> int | None:
     """Messages on ``topic`` according to the bag's index (None when it cannot tell)."""
     from synergy_ros import bagio

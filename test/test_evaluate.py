@@ -11,7 +11,8 @@ from std_msgs.msg import Header
 from synergy_ros.bagio import BagWriter
 from synergy_ros.cli import main as cli_main
 from synergy_ros.errors import SynergyError
-from synergy_ros.evaluate import EvaluateOptions, depth_from_cloud, evaluate
+from synergy_ros.evaluate import EvaluateOptions, evaluate
+from synergy_ros.scoring_io import depth_from_cloud
 from synergy_ros.geometry import PinholeIntrinsics
 from synergy_ros.metrics import depth_metrics
 from synergy_ros.ros.conversions import array_to_image, intrinsics_to_camera_info
