@@ -361,6 +361,8 @@ class Evaluator:
         def submit(frames: list[MatchedFrame]) -> None:
             nonlocal submitted
             for frame in frames:
+                if options.max_frames and submitted >= options.max_frames:
+                    return
                 job = self._prepare_job(frame, submitted)
                 if job is not None:
                     scorer.submit(job)

@@ -126,6 +126,13 @@ def test_unmatched_messages_are_counted_and_reported(tmp_path):
     assert "had no partner on a required topic" in result["matching_summary"]
 
 
+def test_max_frames_stops_early(tmp_path):
+    bag = write_bag(tmp_path / "bag", frames=6)
+    result, _ = evaluate(options(bag, max_frames=2))
+    assert result["frames"] == 2 and result["status"] == "complete"
+    assert "stopped after --max-frames 2" in result["notes"]
+
+
 def test_nearest_stamp_matching_needs_max_dt(tmp_path):
     bag = write_bag(tmp_path / "bag", frames=4, pred_offset_ns=4_000_000)  # 4 ms later
     exact, _ = evaluate(options(bag))
