@@ -454,8 +454,11 @@ class Evaluator:
         pred_valid = np.isfinite(depth) & (depth > 0)
         valid = gt_valid & pred_valid
         coverage = float(valid.sum()) / max(int(gt_valid.sum()), 1)
-        gt_scored = np.where(valid, gt, 0.0).astype(np.float32)
-        pred_scored = np.where(pred_valid, depth, options.min_depth).astype(np.float32)
+        if valid.mean() < 0.5:  # sparse GT (e.g. lidar): score the valid pixels as one row
+            gt_scored, pred_scored = gt[valid][None, :], depth[valid][None, :]
+        else:  # dense GT: mask in place (no crop is applied, so both give the same metrics)
+            gt_scored = np.where(valid, gt, np.float32(0.0))
+            pred_scored = np.where(pred_valid, depth, np.float32(options.min_depth))
         # the range evaluator's "all" row is this image's depth_metrics (same mask and clip)
         per_range = acc.ranges.update(pred_scored, gt_scored)
         metrics = per_range.get("all") or dict.fromkeys(DEPTH_METRIC_KEYS, math.nan)

@@ -267,3 +267,23 @@ def test_several_scoring_threads_give_the_same_results_in_frame_order(tmp_path):
         assert row_four == pytest.approx(row_one, rel=1e-9)
     assert four["semantic"] == one["semantic"]
     assert (tmp_path / "four.csv").read_text() == (tmp_path / "one.csv").read_text()
+
+
+def test_sparse_ground_truth_scores_like_dense(tmp_path):
+    """Lidar-like GT (most pixels invalid) takes the compact path; metrics are unchanged."""
+    from synergy_ros.metrics import DepthRangeEvaluator
+
+    depth, _ = _scene(1)
+    sparse = np.full_like(depth, np.nan)
+    sparse[::4, ::3] = depth[::4, ::3]
+    with BagWriter(tmp_path / "bag") as bag:
+        bag.write("/gt", array_to_image(sparse, "32FC1", _header(START_NS)), START_NS)
+        bag.write("/pred", array_to_image(depth * 1.3, "32FC1", _header(START_NS)), START_NS)
+    result, _ = evaluate(EvaluateOptions(bag=tmp_path / "bag", gt_topic="/gt",
+                                         pred_topic="/pred", progress=False))
+    reference = DepthRangeEvaluator()
+    reference.update(np.nan_to_num(depth * 1.3, nan=1e-3), sparse)
+    expected = reference.compute()
+    for row in result["depth_ranges"]:
+        assert row["rmse"] == pytest.approx(expected[row["range"]]["rmse"], rel=1e-6)
+    assert result["depth"]["coverage"] == 1.0
