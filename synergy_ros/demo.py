@@ -329,15 +329,21 @@ def run_demo(options: DemoOptions) -> DemoResult:
     started = time.monotonic()
 
     model, model_note = _demo_model(options, output)
+    for note in notes:
+        _say(note)
+    _say(f"model: {model_note}")
     marker = {"model": str(model), "frames": options.frames, "started": time.time()}
     (output / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
     input_bag = output / "input_bag"
+    _say(f"[1/4] writing a synthetic scene bag ({options.frames} frames, "
+         f"{options.width}x{options.height}) to {input_bag}")
     write_synthetic_bag(input_bag, options.frames, options.height, options.width,
                         seed=options.seed, fps=options.fps, show_progress=options.progress)
     seconds["write_bag"] = time.monotonic() - started
 
     log_path = output / "node.log"
+    _say(f"[2/4] starting synergy_node (namespace {NAMESPACE}, log {log_path})")
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(node_command(model, output / ".synergy_cache"), env=env,
                                    stdout=log,
@@ -353,6 +359,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     drops = {topic: frames_in - count for topic, count in frames_out.items()}
 
     t0 = time.monotonic()
+    _say(f"[4/4] evaluating {output / 'bag'} (prediction mode)")
     metrics, files = _evaluate(output, kept, options)
     seconds["evaluate"] = time.monotonic() - t0
     seconds["total"] = time.monotonic() - started
@@ -361,6 +368,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
                         seconds=seconds, metrics=metrics, files=files, notes=notes)
     _write_summary(result)
     return result
+
+
+def _say(text: str) -> None:
+    print(f"synergy demo: {text}", file=sys.stderr, flush=True)
 
 
 def _demo_model(options: DemoOptions, output: Path) -> tuple[Path, str]:
@@ -375,8 +386,8 @@ def _demo_model(options: DemoOptions, output: Path) -> tuple[Path, str]:
     path = build_untrained_model(output / "untrained_demo_model.pt", seed=options.seed)
     searched = ", ".join(str(p) for p in model_search_paths())
     return path.resolve(), (f"UNTRAINED network (random weights) written to {path}: the bundled "
-                            f"{BUNDLED_MODEL} was not found ({searched}), so the metrics "
-                            "below mean nothing; the pipeline is real")
+                            f"{BUNDLED_MODEL} was not found ({searched}), so its metrics "
+                            "mean nothing (the pipeline is real)")
 
 
 def _play_and_record(options: DemoOptions, input_bag: Path, bag_path: Path,
@@ -405,6 +416,8 @@ def _play_and_record(options: DemoOptions, input_bag: Path, bag_path: Path,
         t0 = time.monotonic()
         _wait_for_node(node, player, process, log_path, options.node_start_timeout_s)
         seconds["node_start"] = time.monotonic() - t0
+        _say(f"[3/4] node ready after {seconds['node_start']:.1f} s: playing the bag over DDS "
+             f"and recording inputs and outputs to {bag_path}")
         previous: list[int | None] = [None]
         bar = tqdm(total=len(image_stamps), unit="frame", desc="node frames",
                    disable=not options.progress)
