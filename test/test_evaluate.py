@@ -133,7 +133,7 @@ def test_max_frames_stops_early(tmp_path):
     assert "stopped after --max-frames 2" in result["notes"]
 
 
-def test_nearest_stamp_matching_needs_max_dt(tmp_path):
+def test_nearest_stamp_matching_needs_max_dt(tmp_path, capsys):
     bag = write_bag(tmp_path / "bag", frames=4, pred_offset_ns=4_000_000)  # 4 ms later
     exact, _ = evaluate(options(bag))
     assert exact["frames"] == 0 and exact["matching"]["unmatched"]["gt"] == 4
@@ -141,6 +141,11 @@ def test_nearest_stamp_matching_needs_max_dt(tmp_path):
     near, _ = evaluate(options(bag, max_dt_s=0.01))
     assert near["frames"] == 4
     assert near["matching"]["unmatched"]["gt"] == 0
+    base = ["evaluate", "--bag", str(bag), "--gt-topic", "/camera/depth_gt", "--pred-topic",
+            "/synergy/depth", "--no-progress"]
+    assert cli_main(base) == 1
+    assert "pass --max-dt S" in capsys.readouterr().err
+    assert cli_main(base + ["--max-dt", "0.005"]) == 0
 
 
 def test_pointcloud_ground_truth_projects_through_camera_info(tmp_path):

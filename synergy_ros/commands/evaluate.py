@@ -120,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
     print(report.result_markdown(result))
     for name, path in written.items():
         print(f"wrote {name.replace('plot:', 'plot ')}: {path}", file=sys.stderr)
+    if result["frames"] == 0 and result["status"] == "complete":
+        print(f"synergy evaluate: error: no frame could be scored ({result['matching_summary']})"
+              "; check the topics, and pass --max-dt S when prediction and ground-truth stamps "
+              "differ slightly", file=sys.stderr)
+        return 1
     if result["status"] == "complete":
         return 0
     print(f"synergy evaluate: partial result: {result['status']}", file=sys.stderr)
