@@ -166,6 +166,18 @@ def test_onnxruntime_from_pt_matches_torch_and_caches_export(model_file, tmp_pat
     assert np.mean(got.labels == want.labels) > 0.999
 
 
+def test_changed_model_file_gets_a_new_export(tmp_path):
+    """Retraining (new bytes at the same path) exports again instead of reusing stale ONNX."""
+    path = make_model_file(tmp_path / "m.pt", seed=0)
+    first = load_predictor(path, backend="onnxruntime", engine_cache_dir=tmp_path / "c")
+    depth_first = first.predict(sample_rgb()).depth
+    make_model_file(path, seed=1)
+    second = load_predictor(path, backend="onnxruntime", engine_cache_dir=tmp_path / "c")
+    assert second.model_path != first.model_path
+    assert len(list((tmp_path / "c").glob("*.onnx"))) == 2
+    assert np.abs(second.predict(sample_rgb()).depth - depth_first).max() > 1e-3
+
+
 def test_onnxruntime_rejects_other_input_size(model_file, tmp_path):
     """A static .onnx runs only at its exported size; the message says how to re-export."""
     predictor = load_predictor(model_file, backend="onnxruntime", engine_cache_dir=tmp_path)
