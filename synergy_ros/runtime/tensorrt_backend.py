@@ -187,6 +187,9 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
         if calib_cache is None:
             raise SynergyError("INT8 needs a calibration cache path")
         calib_cache = Path(calib_cache)
+        if calib_images is not None and not Path(calib_images).is_dir():
+            raise SynergyError(f"--calib-images {calib_images} is not a folder; pass a folder "
+                               "of camera frames (png/jpg)")
         if calib_images is None and not calib_cache.is_file():
             raise SynergyError("INT8 needs calibration images: `synergy export --format engine "
                                "--int8 --calib-images DIR` (a folder of camera frames)")
