@@ -107,7 +107,9 @@ def run_case(spec: dict) -> dict:
     if spec["device"].startswith("cuda") and "torch" in sys.modules:
         import torch
 
-        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20  # torch allocator
+        free, total = torch.cuda.mem_get_info()  # device-wide: includes TensorRT/ORT arenas
+        result["cuda_device_used_mb"] = (total - free) / 2**20
     result["describe"] = predictor.describe()
     return result
 
