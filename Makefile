@@ -31,6 +31,7 @@ help:
 	@echo "make test   - set up .venv and run the test suite"
 	@echo "make demo   - set up .venv and run the end-to-end demo (synergy demo)"
 	@echo "make lint   - flake8 + pydocstyle only"
+	@echo "make bench  - runtime benchmark of the bundled model (writes benchmarks/results/)"
 	@echo "make clean  - remove .venv, build outputs and runs/"
 
 venv: $(STAMP)
@@ -62,7 +63,8 @@ demo: $(STAMP)
 	$(VENV)/bin/synergy demo
 
 bench: $(STAMP)
-	$(VENV)/bin/synergy bench --help
+	$(VENV)/bin/synergy bench --model models/synergy_demo_r18.pt --threads 1,2 \
+	    --output benchmarks/results/runtime_cpu
 
 clean:
 	rm -rf $(VENV) build install log runs *.egg-info

@@ -40,6 +40,7 @@ setup(
             "colcon-core>=0.15",
             "colcon-ros>=0.5",
             "colcon-python-setup-py>=0.2",
+            "matplotlib>=3.8",
         ],
         "plots": ["matplotlib>=3.8"],
     },
@@ -52,6 +53,7 @@ setup(
         "console_scripts": [
             "synergy = synergy_ros.cli:main",
             "synergy_node = synergy_ros.ros.node:main",
+            "synergy_lifecycle_node = synergy_ros.ros.lifecycle:main",
         ],
     },
 )

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 
+def _current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success fsync and rename it onto ``path``.
@@ -28,6 +35,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp creates 0600 files
         os.replace(tmp_name, target)
         with contextlib.suppress(OSError):  # make the rename itself durable where supported
             dir_fd = os.open(target.parent, os.O_RDONLY)

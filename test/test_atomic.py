@@ -23,3 +23,16 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
             raise RuntimeError("killed")
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_atomic_write_honours_umask(tmp_path):
+    """Files get the usual umask permissions, not mkstemp's private 0600."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "model.pt"
+        atomic_write_text(target, "x")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644

@@ -35,3 +35,4 @@ def test_colcon_build_installs_share_and_lib(tmp_path):
     node = prefix / "lib" / "synergy_ros" / "synergy_node"
     assert node.is_file() and node.stat().st_mode & 0o111
     assert (prefix / "lib" / "synergy_ros" / "synergy").is_file()
+    assert (prefix / "lib" / "synergy_ros" / "synergy_lifecycle_node").is_file()

@@ -60,9 +60,9 @@ def test_every_share_file_is_installed():
 
 
 def test_console_scripts_and_script_dir():
-    """Both console scripts exist and install into lib/synergy_ros (for `ros2 run`)."""
+    """The console scripts exist and install into lib/synergy_ros (for `ros2 run`)."""
     scripts = _setup_kwargs()["entry_points"]["console_scripts"]
     names = {s.split("=")[0].strip() for s in scripts}
-    assert names == {"synergy", "synergy_node"}
+    assert names == {"synergy", "synergy_node", "synergy_lifecycle_node"}
     cfg = (ROOT / "setup.cfg").read_text()
     assert "install_scripts=$base/lib/synergy_ros" in cfg
