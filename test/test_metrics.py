@@ -123,3 +123,31 @@ def test_semantic_confusion_rejects_bad_ids():
         conf.update(np.array([0, 3]), np.array([0, 1]))
     with pytest.raises(SynergyError, match="differ"):
         conf.update(np.array([0]), np.array([0, 1]))
+
+
+def test_range_evaluator_matches_direct_per_range_formulas_over_many_blocks():
+    # 200x150 = 30000 pixels: several of the evaluator's pixel blocks; float32 inputs as the
+    # evaluator gets them, NaN/inf/negative predictions and invalid GT included.
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(0.2, 11.0, (150, 200)).astype(np.float32)
+    gt[rng.random(gt.shape) < 0.1] = 0.0
+    gt[0, :4] = np.nan
+    pred = (gt * rng.uniform(0.6, 1.7, gt.shape)).astype(np.float32)
+    pred[1, :3] = np.nan
+    pred[2, :3] = -1.0
+    pred[3, :3] = np.inf
+    result = DepthRangeEvaluator(ranges=(4, 6, 8)).update(pred, gt)
+    g64, p64 = gt.astype(np.float64), pred.astype(np.float64)
+    for label, limit in (("<=4m", 4.0), ("<=6m", 6.0), ("<=8m", 8.0), ("all", 10.0)):
+        mask = np.isfinite(g64) & (g64 > 1e-3) & (g64 < 10.0) & (g64 <= limit)
+        g = g64[mask]
+        p = np.clip(np.nan_to_num(p64[mask], nan=1e-3), 1e-3, 10.0)
+        ratio = np.maximum(g / p, p / g)
+        expected = {"abs_rel": np.mean(np.abs(p - g) / g), "sq_rel": np.mean((p - g) ** 2 / g),
+                    "rmse": np.sqrt(np.mean((p - g) ** 2)),
+                    "rmse_log": np.sqrt(np.mean((np.log(p) - np.log(g)) ** 2)),
+                    "log10": np.mean(np.abs(np.log10(p) - np.log10(g))),
+                    "delta1": np.mean(ratio < 1.25), "delta2": np.mean(ratio < 1.25 ** 2),
+                    "delta3": np.mean(ratio < 1.25 ** 3)}
+        for key, value in expected.items():
+            assert result[label][key] == pytest.approx(value, rel=1e-12), (label, key)
