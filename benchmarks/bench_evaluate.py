@@ -33,21 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def _size(text: str) -> tuple[int, int]:
-    """'320x240' -> (width, height)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT") from exc
-    return width, height
+from synergy_ros.sizes import size_arg  # noqa: E402 (needs ROOT on sys.path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--size", type=_size, default=(320, 240), help="WIDTHxHEIGHT")
+    parser.add_argument("--size", type=size_arg, default=(320, 240), help="WIDTHxHEIGHT")
     parser.add_argument("--models", nargs="+", default=["bundled", "untrained"],
                         help="model files; 'bundled' = models/synergy_demo_r18.pt (skipped when "
                              "absent), 'untrained' = a ResNet-18 synergy net running at --size "

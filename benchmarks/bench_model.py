@@ -25,25 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from synergy_ros.sizes import parse_size, size_arg  # noqa: E402 (needs ROOT on sys.path)
+
 DEFAULT_SIZES = ("320x240", "640x480")  # width x height, as cameras are quoted
 DEFAULT_ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'640x480' -> (width, height)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT") from exc
-    return width, height
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", nargs="+", default=list(DEFAULT_ENCODERS))
-    parser.add_argument("--sizes", nargs="+", type=_size,
-                        default=[_size(s) for s in DEFAULT_SIZES], help="WIDTHxHEIGHT")
+    parser.add_argument("--sizes", nargs="+", type=size_arg,
+                        default=[parse_size(s) for s in DEFAULT_SIZES], help="WIDTHxHEIGHT")
     parser.add_argument("--iters", type=int, default=3, help="timed runs per size")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared machine OpenMP "

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from synergy_ros.sizes import size_arg  # noqa: E402 (needs ROOT on sys.path)
+
 SIZES = ((320, 240), (640, 480))  # width x height
 OUTPUT_TOPICS = ("depth", "depth/camera_info", "semantic", "semantic_color", "points")
 
@@ -43,7 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8, help="timed frames per size")
     parser.add_argument("--overload-seconds", type=float, default=10.0)
-    parser.add_argument("--overload-size", default="320x240", help="WIDTHxHEIGHT at 30 Hz")
+    parser.add_argument("--overload-size", type=size_arg, default=(320, 240),
+                        help="WIDTHxHEIGHT at 30 Hz")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--cloud-iters", type=int, default=50)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     print("micro benchmarks ...", flush=True)
     result["micro"] = bench_micro(args.cloud_iters)
-    ow, oh = (int(v) for v in args.overload_size.split("x"))
+    ow, oh = args.overload_size
     with tempfile.TemporaryDirectory() as tmp:
         result["overhead"] = []
         for width, height in SIZES:

@@ -25,23 +25,10 @@ from typing import Sequence
 
 import numpy as np
 
-from synergy_ros.errors import SynergyError
 
 BACKEND_ORDER = ("torch", "onnxruntime", "tensorrt")
-
-
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    """``"320x240,640x480"`` (width x height) -> [(320, 240), (640, 480)]."""
-    sizes = []
-    for item in text.split(","):
-        try:
-            width, height = (int(v) for v in item.lower().strip().split("x"))
-        except ValueError:
-            raise SynergyError(f"bad size {item!r}: use WIDTHxHEIGHT, e.g. 640x480") from None
-        if width < 32 or height < 32:
-            raise SynergyError(f"size {item!r} is too small (>= 32x32)")
-        sizes.append((width, height))
-    return sizes
+# smallest benchmark image side (pixels): the encoder downsamples by 32
+MIN_SIDE = 32
 
 
 def _stats(values_ms: Sequence[float]) -> dict:

@@ -3,19 +3,20 @@ import json
 
 import pytest
 
-from synergy_ros.bench import compute_ratios, parse_sizes
+from synergy_ros.bench import MIN_SIDE, compute_ratios
 from synergy_ros.cli import main
 from synergy_ros.errors import SynergyError
+from synergy_ros.sizes import parse_sizes
 from test_runtime import make_model_file
 
 
 def test_parse_sizes():
     """WIDTHxHEIGHT lists; bad or tiny sizes are SynergyErrors."""
-    assert parse_sizes("320x240, 640x480") == [(320, 240), (640, 480)]
+    assert parse_sizes("320x240, 640x480", MIN_SIDE) == [(320, 240), (640, 480)]
     with pytest.raises(SynergyError, match="WIDTHxHEIGHT"):
-        parse_sizes("640by480")
+        parse_sizes("640by480", MIN_SIDE)
     with pytest.raises(SynergyError, match="too small"):
-        parse_sizes("16x16")
+        parse_sizes("16x16", MIN_SIDE)
 
 
 def test_bench_cli_writes_json_and_markdown(tmp_path, capsys):

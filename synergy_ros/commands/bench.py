@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     import os
     import tempfile
 
-    from synergy_ros.bench import BACKEND_ORDER, parse_sizes, run_benchmark, write_report
+    from synergy_ros.bench import BACKEND_ORDER, MIN_SIDE, run_benchmark, write_report
     from synergy_ros.errors import SynergyError
+    from synergy_ros.sizes import parse_sizes
 
     backends = BACKEND_ORDER if args.backend == "all" else tuple(args.backend.split(","))
     unknown = set(backends) - set(BACKEND_ORDER)
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise SynergyError(f"unknown precision in {args.precision!r}; use fp32, fp16, int8")
     if args.iters < 1 or args.warmup < 0:
         raise SynergyError("--iters must be >= 1 and --warmup >= 0")
-    sizes = parse_sizes(args.sizes)
+    sizes = parse_sizes(args.sizes, minimum=MIN_SIDE)
     try:
         threads = ([int(v) for v in args.threads.split(",")] if args.threads
                    else [len(os.sched_getaffinity(0))])
