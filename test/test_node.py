@@ -23,14 +23,13 @@ from synergy_ros.ros.conversions import (image_to_array, intrinsics_to_camera_in
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
 from synergy_ros.ros.pointcloud import pointcloud2_to_array, unpack_rgb  # noqa: E402
 from synergy_ros.ros.testing import (RosHarness, camera_frame, make_model_file,  # noqa: E402
-                                     slow_predictor, stamp_ns)
+                                     slow_predictor, stamp_ns, unique_namespace)
 
 pytestmark = pytest.mark.ros
 CAMERA_W, CAMERA_H = 96, 72          # camera images
 MODEL_H, MODEL_W = 48, 64            # model input = output size (output_resolution model)
 CAMERA_K = PinholeIntrinsics(fx=80.0, fy=82.0, cx=47.2, cy=35.9, width=CAMERA_W,
                              height=CAMERA_H)
-_NAMESPACES = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +40,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture
 def harness():
-    namespace = f"/synergy_test_{next(_NAMESPACES)}_{int(time.time() * 1000) % 100000}"
-    h = RosHarness(namespace)
-    h.namespace = namespace
+    h = RosHarness(unique_namespace("synergy_test"))
     yield h
     h.close()
 

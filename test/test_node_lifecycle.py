@@ -12,16 +12,15 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from synergy_ros.ros.lifecycle import LifecycleSynergyNode  # noqa: E402
-from synergy_ros.ros.testing import RosHarness, camera_frame, make_model_file  # noqa: E402
+from synergy_ros.ros.testing import (RosHarness, camera_frame, make_model_file,  # noqa: E402
+                                     unique_namespace)
 
 pytestmark = pytest.mark.ros
 
 
 @pytest.fixture
 def harness():
-    namespace = f"/synergy_lifecycle_{int(time.time() * 1000) % 100000}"
-    h = RosHarness(namespace)
-    h.namespace = namespace
+    h = RosHarness(unique_namespace("synergy_lifecycle"))
     yield h
     h.close()
 

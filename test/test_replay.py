@@ -86,16 +86,24 @@ def _replay(args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def test_replay_publishes_recorded_bytes_in_order_with_timing(tmp_path):
-    bag = _write_bag(tmp_path / "bag")
-    recorder = Recorder({"/camera/image_raw": Image, "/cam/info": CameraInfo})
+def _replay_and_record(topics, args, count):
+    """Run `synergy replay ARGS` to a clean exit while recording ``topics`` ({name: type});
+    returns (stderr, the first ``count`` messages as Recorder tuples)."""
+    recorder = Recorder(topics)
     try:
-        proc = _replay([str(bag), "--rate", "2", "--remap", "/camera/camera_info:=/cam/info"])
-        out, err = proc.communicate(timeout=60)
+        proc = _replay(args)
+        _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        got = recorder.wait_for(10)
+        return err, recorder.wait_for(count)
     finally:
         recorder.close()
+
+
+def test_replay_publishes_recorded_bytes_in_order_with_timing(tmp_path):
+    bag = _write_bag(tmp_path / "bag")
+    err, got = _replay_and_record(
+        {"/camera/image_raw": Image, "/cam/info": CameraInfo},
+        [str(bag), "--rate", "2", "--remap", "/camera/camera_info:=/cam/info"], 10)
     assert "published 10 messages" in err
     for topic in ("/cam/info", "/camera/image_raw"):  # DDS keeps order per topic
         assert [s for t, s, _, _ in got if t == topic] == [START_NS + i * PERIOD_NS
@@ -162,12 +170,6 @@ def test_replayed_bytes_are_the_recorded_bytes(tmp_path):
 
     bag = _write_bag(tmp_path / "bag", frames=2)
     recorded = [m.data for m in iter_messages(bag, ["/camera/image_raw"])]
-    recorder = Recorder({"/camera/image_raw": Image})
-    try:
-        proc = _replay([str(bag), "--rate", "5", "--topics", "/camera/image_raw"])
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        got = recorder.wait_for(2)
-    finally:
-        recorder.close()
+    _, got = _replay_and_record({"/camera/image_raw": Image},
+                                [str(bag), "--rate", "5", "--topics", "/camera/image_raw"], 2)
     assert [serialize_message(m) for _, _, _, m in got] == recorded

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -59,17 +60,28 @@ def slow_predictor(model_path: str | Path, delay_s: float, **kwargs):
     return SlowPredictor(model_path, **kwargs)
 
 
+_NAMESPACE_COUNTER = itertools.count()
+
+
+def unique_namespace(prefix: str) -> str:
+    """``/<prefix>_<n>_<ms>``: a namespace no other test in this run (or a parallel run on the
+    same DDS domain, within 100 s) uses, so their topics never mix."""
+    return f"/{prefix}_{next(_NAMESPACE_COUNTER)}_{int(time.time() * 1000) % 100000}"
+
+
 class RosHarness:
     """An isolated rclpy context with a helper node and an executor thread.
 
     Args:
-        namespace: namespace of the helper node; topics are given relative to it.
+        namespace: namespace of the helper node (kept as ``namespace``); topics are given
+            relative to it.
     """
 
     def __init__(self, namespace: str = "/") -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
+        self.namespace = namespace
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"harness_{int(time.time() * 1e3) % 100000}",
