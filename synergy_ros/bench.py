@@ -355,15 +355,23 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, output: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``<output>.json`` and ``<output>.md`` atomically; returns both paths."""
+def write_result_files(result: dict, markdown: str, output: str | os.PathLike
+                       ) -> tuple[Path, Path]:
+    """Write ``result`` to ``<output>.json`` and ``markdown`` to ``<output>.md`` atomically
+    (folders created); returns both paths."""
     from synergy_ros.atomic import atomic_write_text
 
     base = Path(output)
+    base.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")
-    atomic_write_text(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(md_path, to_markdown(report))
+    atomic_write_text(json_path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(md_path, markdown)
     return json_path, md_path
+
+
+def write_report(report: dict, output: str | os.PathLike) -> tuple[Path, Path]:
+    """Write the runtime benchmark ``report`` as ``<output>.json`` and ``<output>.md``."""
+    return write_result_files(report, to_markdown(report), output)
 
 
 def _worker_main(argv: Sequence[str] | None = None) -> int:

@@ -70,3 +70,36 @@ def test_bench_rejects_unknown_backend(capsys):
     """Unknown backends exit 1 with the valid choices."""
     assert main(["bench", "--backend", "tflite"]) == 1
     assert "torch, onnxruntime, tensorrt" in capsys.readouterr().err
+
+
+def test_bench_model_writes_parameters_flops_and_latency(tmp_path, capsys):
+    """`synergy bench model`: real counts of a tiny run, checked against the network."""
+    from synergy_ros.network import build_network
+
+    output = tmp_path / "results" / "model"
+    assert main(["bench", "model", "--encoders", "resnet18", "--sizes", "64x64,128x128",
+                 "--iters", "1", "--no-paper-upproj", "--output", str(output)]) == 0
+    result = json.loads(output.with_suffix(".json").read_text())
+    assert result["machine"] and result["settings"]["threads"] == 1
+    (row,) = result["results"]
+    network = build_network({"encoder": "resnet18", "num_classes": 40})
+    assert row["params"]["total"] == sum(p.numel() for p in network.parameters())
+    assert row["params"]["encoder"] < row["params"]["total"]
+    small, large = row["sizes"]["64x64"], row["sizes"]["128x128"]
+    # conv/matmul FLOPs grow with the pixel count: every feature map is 4x larger
+    assert large["flops"] == pytest.approx(4 * small["flops"], rel=1e-6)
+    assert small["flops"] > 2 * 3 * 64 * 7 * 7 * 32 * 32  # more than the stem conv alone
+    assert small["iters"] == 1 and small["latency_ms_min"] > 0 and small["cpu_ms_median"] > 0
+    markdown = output.with_suffix(".md").read_text()
+    assert f"| resnet18 | bilinear | {row['params']['total'] / 1e6:.2f} |" in markdown
+    assert "GFLOPs 128x128" in markdown and "Machine:" in markdown
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_bench_model_rejects_unknown_encoders_and_small_sizes(tmp_path, capsys):
+    output = str(tmp_path / "model")
+    assert main(["bench", "model", "--encoders", "resnet19", "--output", output]) == 1
+    assert "choose from resnet18" in capsys.readouterr().err
+    assert main(["bench", "model", "--sizes", "16x16", "--output", output]) == 1
+    assert "too small" in capsys.readouterr().err
+    assert not (tmp_path / "model.json").exists()

@@ -1,38 +1,60 @@
-"""`synergy bench`: latency/FPS/memory of the inference backends, written as JSON + markdown."""
+"""`synergy bench [runtime|model]`: benchmarks written as JSON + markdown.
+
+``runtime`` (default): latency/FPS/memory of the inference backends (``synergy_ros.bench``).
+``model``: parameters, FLOPs and eager-torch CPU latency per backbone
+(``synergy_ros.bench_model``).
+"""
 from __future__ import annotations
 
 import argparse
 
-HELP = "benchmark inference backends (torch/onnxruntime/TensorRT) at several image sizes"
+HELP = ("benchmark the inference backends (torch/onnxruntime/TensorRT) or, with 'model', "
+        "the network's parameters/FLOPs/latency per backbone")
+TARGETS = ("runtime", "model")
+_DEFAULT_OUTPUT = {"runtime": "benchmarks/results/runtime_cpu",
+                   "model": "benchmarks/results/model_cpu"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `synergy bench` flags."""
-    parser.add_argument("--model", help="model file (.pt) to benchmark; default: an untrained "
-                        "model of --encoder (latency does not depend on the weights)")
+    parser.add_argument("target", nargs="?", choices=TARGETS, default="runtime",
+                        help="runtime (default): backends' latency/FPS/memory; model: "
+                             "parameters, FLOPs and CPU latency of each backbone")
+    parser.add_argument("--model", help="runtime: model file (.pt) to benchmark; default: an "
+                        "untrained model of --encoder (latency does not depend on the weights)")
     parser.add_argument("--encoder", default="resnet18",
-                        help="encoder of the untrained model when --model is not given")
+                        help="runtime: encoder of the untrained model when --model is not given")
+    parser.add_argument("--encoders", default="resnet18,resnet34,resnet50,resnet101",
+                        help="model: comma list of encoders (bilinear up-convs) to measure")
+    parser.add_argument("--no-paper-upproj", dest="paper_upproj", action="store_false",
+                        help="model: skip ResNet-50 with Laina up-projections (measured by "
+                             "default; it is the slowest model)")
     parser.add_argument("--num-classes", type=int, default=40,
                         help="classes of the untrained model (default 40, NYU-40)")
     parser.add_argument("--backend", default="all",
-                        help="all, or a comma list of torch, onnxruntime, tensorrt")
+                        help="runtime: all, or a comma list of torch, onnxruntime, tensorrt")
     parser.add_argument("--precision", default="fp32",
-                        help="comma list of fp32, fp16, int8 (default fp32)")
+                        help="runtime: comma list of fp32, fp16, int8 (default fp32)")
     parser.add_argument("--sizes", default="320x240,640x480",
                         help="comma list of WIDTHxHEIGHT (default 320x240,640x480)")
-    parser.add_argument("--iters", type=int, default=20, help="timed iterations per case")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="timed iterations per case (default: runtime 20, model 3)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="runtime: untimed warm-up iterations (model: one)")
     parser.add_argument("--threads", default=None,
-                        help="comma list of CPU thread counts for torch and onnxruntime "
-                             "(default: the usable cores)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda for torch/onnxruntime")
-    parser.add_argument("--cache-dir", help="where ONNX exports/engines are cached (default: "
-                        "a temporary folder)")
-    parser.add_argument("--note", default="",
-                        help="free text about the model for the report (e.g. how it was trained)")
-    parser.add_argument("--output", default="benchmarks/results/runtime_cpu",
+                        help="runtime: comma list of CPU thread counts for torch and "
+                             "onnxruntime (default: the usable cores); model: one torch thread "
+                             "count (default 1: on a shared machine spinning OpenMP threads "
+                             "made 2-thread runs 5-10x slower, measured)")
+    parser.add_argument("--device", default="cpu",
+                        help="runtime: cpu or cuda for torch/onnxruntime")
+    parser.add_argument("--cache-dir", help="runtime: where ONNX exports/engines are cached "
+                        "(default: a temporary folder)")
+    parser.add_argument("--note", default="", help="runtime: free text about the model for "
+                        "the report (e.g. how it was trained)")
+    parser.add_argument("--output", default=None,
                         help="writes OUTPUT.json and OUTPUT.md (default "
-                             "benchmarks/results/runtime_cpu)")
+                             "benchmarks/results/runtime_cpu, or .../model_cpu for model)")
 
 
 def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
@@ -62,8 +84,39 @@ def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
     return path
 
 
+def _run_model(args: argparse.Namespace) -> int:
+    """`synergy bench model`: parameters, FLOPs and CPU latency per backbone."""
+    from synergy_ros.bench import MIN_SIDE, write_result_files
+    from synergy_ros.bench_model import run_model_benchmark, to_markdown
+    from synergy_ros.errors import SynergyError
+    from synergy_ros.network import ENCODERS
+    from synergy_ros.sizes import parse_sizes
+
+    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    unknown = sorted(set(encoders) - set(ENCODERS))
+    if unknown or not encoders:
+        raise SynergyError(f"--encoders {args.encoders!r}: choose from {', '.join(ENCODERS)}")
+    iters = 3 if args.iters is None else args.iters
+    try:
+        threads = 1 if args.threads is None else int(args.threads)
+    except ValueError:
+        raise SynergyError(f"--threads {args.threads!r}: bench model takes one integer") from None
+    if iters < 1 or threads < 1:
+        raise SynergyError("--iters and --threads must be >= 1")
+    result = run_model_benchmark(encoders, parse_sizes(args.sizes, minimum=MIN_SIDE), iters,
+                                 threads, args.num_classes, args.paper_upproj)
+    markdown = to_markdown(result)
+    json_path, md_path = write_result_files(result, markdown, args.output
+                                            or _DEFAULT_OUTPUT["model"])
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark, print the markdown table, write JSON + markdown."""
+    """Run the chosen benchmark, print the markdown table, write JSON + markdown."""
+    if args.target == "model":
+        return _run_model(args)
     import os
     import tempfile
 
@@ -79,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     precisions = tuple(args.precision.split(","))
     if set(precisions) - {"fp32", "fp16", "int8"}:
         raise SynergyError(f"unknown precision in {args.precision!r}; use fp32, fp16, int8")
-    if args.iters < 1 or args.warmup < 0:
+    iters = 20 if args.iters is None else args.iters
+    if iters < 1 or args.warmup < 0:
         raise SynergyError("--iters must be >= 1 and --warmup >= 0")
     sizes = parse_sizes(args.sizes, minimum=MIN_SIDE)
     try:
@@ -96,10 +150,10 @@ def run(args: argparse.Namespace) -> int:
             model = _untrained_model(args.encoder, args.num_classes, tmp)
             note = ("(untrained weights of the same architecture: latency does not depend on "
                     "the weights)")
-        report = run_benchmark(model, backends, sizes, precisions, iters=args.iters,
+        report = run_benchmark(model, backends, sizes, precisions, iters=iters,
                                warmup=args.warmup, threads=threads, device=args.device,
                                cache_dir=args.cache_dir or tmp, model_note=note)
-    json_path, md_path = write_report(report, args.output)
+    json_path, md_path = write_report(report, args.output or _DEFAULT_OUTPUT["runtime"])
     from synergy_ros.bench import to_markdown
 
     print(to_markdown(report))
