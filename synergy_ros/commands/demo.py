@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model file (default: the bundled models/synergy_demo_r18.pt)")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic scene seed (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -11,7 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="model file / training checkpoint (.pt); for --format engine an "
                              "exported .onnx also works")
-    parser.add_argument("--format", choices=("onnx", "engine"), default="onnx")
+    parser.add_argument("--format", choices=("onnx", "engine"), default="onnx",
+                        help="onnx (default): an ONNX file; engine: a TensorRT engine (needs "
+                             "TensorRT and an NVIDIA GPU)")
     parser.add_argument("--height", type=int, help="input height in pixels (default: the "
                         "model's input_size)")
     parser.add_argument("--width", type=int, help="input width in pixels (default: the "
