@@ -116,6 +116,21 @@ class Player:
             topic: node.create_publisher(message_class(topic_types[topic]), out, qos)
             for topic, out in self.output_topic.items()}
 
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait until reliable subscribers acknowledged everything published (True if so).
+
+        Without this, a process that exits right after its last publish can lose the last
+        messages still in flight to a matched reader.
+        """
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        acked = True
+        for pub in self.publishers.values():
+            left = max(0.0, deadline - time.monotonic())
+            acked = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and acked
+        return acked
+
     def subscribers_ready(self) -> bool:
         """True when every publisher has at least one matched subscription."""
         return all(pub.get_subscription_count() > 0 for pub in self.publishers.values())
@@ -219,6 +234,9 @@ def replay_bag(bag: str | Path, options: ReplayOptions, wait_for_subscribers_s: 
         with tqdm(unit="msg", desc=f"replay {bag.name}", total=total,
                   disable=not show_progress) as bar:
             stats = player.play(read, progress=bar)
+        if not player.flush():
+            node.get_logger().warning("some subscribers did not acknowledge the last messages "
+                                      "within 2 s before replay exited")
         return stats
     finally:
         node.destroy_node()
