@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from synergy_ros.sizes import parse_size  # noqa: E402 - after the sys.path set-up
+
 DEFAULT_ENCODERS = ("resnet18", "resnet34", "resnet50")
 
 
@@ -53,7 +55,7 @@ def measure(encoder: str, workers: int, args: argparse.Namespace, workdir: Path)
     from synergy_ros.config import load_config
     from synergy_ros.train import Trainer
 
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = parse_size(args.size)
     total = args.warmup + args.steps
     config = load_config(ROOT / "config" / "train_synthetic_demo.yaml", [
         f"model.encoder={encoder}", f"data.input_size=[{height}, {width}]",

@@ -31,23 +31,6 @@ TARGETS_KEY = "targets"
 TARGET_NAMES = ("depth", "labels")
 
 
-def _build_with_kind_option(kind: str, options: dict) -> Any:
-    """Build a registered dataset whose options include ``kind`` (synthetic scene kind).
-
-    ``synergy_ros.data.build_dataset(kind, **options)`` cannot receive an option called
-    ``kind``; check the options against the class the same way and construct it directly.
-    """
-    from synergy_ros.data import dataset_class
-
-    cls = dataset_class(kind)
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = [key for key in options if key not in valid]
-    if unknown:
-        raise SynergyError(f"dataset {kind!r} has no option(s) {unknown}; valid options: "
-                           f"{', '.join(valid)}")
-    return cls(**options)
-
-
 class TargetFilter:
     """Drop targets of a dataset: depth becomes 0 (invalid), labels 255 (ignore)."""
 
@@ -119,10 +102,7 @@ def build_dataset(spec: dict, input_size: Sequence[int], train: bool, seed: int)
         raise SynergyError(f"{kind} dataset: bad 'augment' keys ({exc}); valid: "
                            f"{', '.join(valid)}") from exc
     options = {**spec, "transform": transform, "seed": seed}
-    if "kind" in options:  # a dataset option named like the registry's own argument
-        dataset = _build_with_kind_option(kind, options)
-    else:
-        dataset = build_registered(kind, **options)
+    dataset = build_registered(kind, **options)
     if len(targets) < len(TARGET_NAMES):
         dataset = TargetFilter(dataset, targets)
     return dataset

@@ -32,7 +32,7 @@ def dataset_class(kind: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def build_dataset(kind: str, **options):
+def build_dataset(kind: str, /, **options):
     """Build dataset ``kind`` with keyword ``options``; unknown options name the valid ones."""
     cls = dataset_class(kind)
     params = inspect.signature(cls.__init__).parameters
