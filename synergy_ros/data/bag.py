@@ -57,27 +57,15 @@ def decode_rgb(msg) -> np.ndarray:
 
 
 def decode_depth(msg) -> np.ndarray:
-    """REP 118 depth Image -> (H, W) float32 metres, 0 = invalid."""
-    from synergy_ros.ros.conversions import image_to_array
+    """REP 118 depth Image -> (H, W) float32 metres, 0 = invalid (the sample convention).
 
-    array = image_to_array(msg)
-    if msg.encoding == "32FC1":
-        depth = array.astype(np.float32)
-    elif msg.encoding in ("16UC1", "mono16"):
-        depth = array.astype(np.float32) / np.float32(1000.0)
-    else:
-        raise ValueError(f"depth encoding {msg.encoding!r} is not REP 118 (use 32FC1 metres or "
-                         "16UC1 millimetres)")
-    return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0))
+    Decoded by the evaluator's :func:`synergy_ros.scoring_io.depth_from_image` (NaN invalid);
+    its NaN and any +inf become 0 here. Other encodings raise ValueError.
+    """
+    from synergy_ros.scoring_io import depth_from_image
 
-
-def decode_labels(msg) -> np.ndarray:
-    """Single-channel label Image -> (H, W) integer train ids."""
-    from synergy_ros.ros.conversions import image_to_array
-
-    if msg.encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
-        raise ValueError(f"label encoding {msg.encoding!r} must be mono8/mono16/8UC1/16UC1")
-    return np.array(image_to_array(msg))
+    depth = depth_from_image(msg)
+    return np.where(np.isfinite(depth), depth, np.float32(0))
 
 
 class BagDataset(SampleDataset):
@@ -167,7 +155,9 @@ class BagDataset(SampleDataset):
             print(f"bag dataset {self.bag}: {summary}")
 
     def _store(self, frame, frames: list, skipped: list) -> None:
-        decoders = {"image": decode_rgb, "depth": decode_depth, "labels": decode_labels}
+        from synergy_ros.scoring_io import labels_from_image
+
+        decoders = {"image": decode_rgb, "depth": decode_depth, "labels": labels_from_image}
         try:
             arrays = {name: decoders[name](msg) for name, msg in frame.items.items()}
         except ValueError as exc:  # a malformed message skips its frame, never the dataset
