@@ -53,6 +53,12 @@ def valid_depth_mask(depth_gt: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(depth_gt) & (depth_gt > 0)
 
 
+def _valid_depth(depth_gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask of valid pixels, GT with invalid pixels set to 0 m), both (B, 1, H, W)."""
+    mask = valid_depth_mask(depth_gt)
+    return mask, torch.where(mask, depth_gt, torch.zeros_like(depth_gt))
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over ``mask``; 0 (graph-connected) when the mask is empty."""
     values = torch.where(mask, values, torch.zeros_like(values))
@@ -61,16 +67,19 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def l2_loss(pred: torch.Tensor, depth_gt: torch.Tensor) -> torch.Tensor:
     """Mean squared error over valid pixels. pred, depth_gt: (B, 1, H, W) metres."""
-    mask = valid_depth_mask(depth_gt)
-    gt = torch.where(mask, depth_gt, torch.zeros_like(depth_gt))
+    mask, gt = _valid_depth(depth_gt)
     return _masked_mean((pred - gt) ** 2, mask)
 
 
 def depth_attention_weights(pred: torch.Tensor, depth_gt: torch.Tensor) -> torch.Tensor:
     """alpha_D + lambda_D per pixel, (B, 1, H, W), detached; 0 where depth is invalid."""
+    return _depth_attention_weights(pred, *_valid_depth(depth_gt))
+
+
+def _depth_attention_weights(pred: torch.Tensor, mask: torch.Tensor,
+                             gt: torch.Tensor) -> torch.Tensor:
+    """``depth_attention_weights`` from an already computed ``_valid_depth`` (mask, gt)."""
     with torch.no_grad():
-        mask = valid_depth_mask(depth_gt)
-        gt = torch.where(mask, depth_gt, torch.zeros_like(depth_gt))
         per_image_max = gt.flatten(1).amax(dim=1).clamp(min=1e-12)
         alpha = gt / per_image_max.view(-1, *([1] * (gt.dim() - 1)))
         log_gt = torch.log1p(gt)
@@ -83,13 +92,18 @@ def depth_attention_weights(pred: torch.Tensor, depth_gt: torch.Tensor) -> torch
 
 def depth_attention_loss(pred: torch.Tensor, depth_gt: torch.Tensor) -> torch.Tensor:
     """L_DA = mean over valid pixels of (alpha_D + lambda_D) * |d - d_hat|; (B,1,H,W) m."""
-    mask = valid_depth_mask(depth_gt)
-    gt = torch.where(mask, depth_gt, torch.zeros_like(depth_gt))
-    weights = depth_attention_weights(pred, depth_gt)
+    mask, gt = _valid_depth(depth_gt)
+    weights = _depth_attention_weights(pred, mask, gt)
     return _masked_mean(weights * (pred - gt).abs(), mask)
 
 
-def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _check_labels(logits: torch.Tensor,
+                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check (B, H, W) int64 ``labels`` against (B, C, H, W) ``logits``.
+
+    Returns (valid: labels != 255, safe: labels with ignored pixels set to class 0, usable
+    as an index).
+    """
     if labels.dtype != torch.int64:
         raise SynergyError(f"labels must be int64 class ids (255 = ignore), got {labels.dtype}")
     if labels.shape != (logits.shape[0], *logits.shape[2:]):
@@ -99,13 +113,12 @@ def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if bool(((labels < 0) | (labels >= logits.shape[1]))[valid].any()):
         raise SynergyError(f"labels contain ids outside 0..{logits.shape[1] - 1} (and not the "
                            f"ignore id {IGNORE_INDEX}); map the dataset to the model's classes")
-    return valid
+    return valid, torch.where(valid, labels, torch.zeros_like(labels))
 
 
 def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Pixel-wise cross entropy over labelled pixels. logits (B,C,H,W), labels (B,H,W)."""
-    valid = _check_labels(logits, labels)
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    valid, safe = _check_labels(logits, labels)
     per_pixel = F.cross_entropy(logits, safe, reduction="none")
     return _masked_mean(per_pixel, valid)
 
@@ -113,8 +126,7 @@ def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float = FOCAL_ALPHA,
                gamma: float = FOCAL_GAMMA) -> torch.Tensor:
     """L_semF = mean over labelled pixels of -alpha (1 - p_t)^gamma log p_t."""
-    valid = _check_labels(logits, labels)
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    valid, safe = _check_labels(logits, labels)
     log_pt = torch.log_softmax(logits, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
     per_pixel = -alpha * (1 - log_pt.exp()) ** gamma * log_pt
     return _masked_mean(per_pixel, valid)
@@ -149,8 +161,8 @@ def joint_gradient_loss(pred: torch.Tensor, depth_gt: torch.Tensor,
                         labels: Optional[torch.Tensor] = None,
                         semantic_boundary_weight: float = 0.0) -> torch.Tensor:
     """L_JG: Sobel depth-gradient matching (see the module docstring), (B,1,H,W) metres."""
-    mask = _erode3x3(valid_depth_mask(depth_gt))
-    gt = torch.where(valid_depth_mask(depth_gt), depth_gt, torch.zeros_like(depth_gt))
+    valid, gt = _valid_depth(depth_gt)
+    mask = _erode3x3(valid)
     pred_x, pred_y = sobel_gradients(pred)
     gt_x, gt_y = sobel_gradients(gt)
     error = (pred_x - gt_x).abs() + (pred_y - gt_y).abs()
