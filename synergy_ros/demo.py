@@ -39,6 +39,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from synergy_ros.errors import SynergyError
+from synergy_ros.ros.conversions import stamp_ns
 
 NAMESPACE = "/synergy"
 INPUT_TOPICS = {"/camera/image_raw": "sensor_msgs/msg/Image",
@@ -139,11 +140,6 @@ def build_untrained_model(path: str | Path, input_size: tuple[int, int] = (96, 1
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def stamp_of(msg) -> int:
-    """``header.stamp`` in nanoseconds."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 def camera_info_first(messages: Iterable) -> Iterator:
     """Reorder messages recorded at the same bag time so CameraInfo comes first.
 
@@ -221,7 +217,7 @@ class Recorder:
 
     def _callback(self, topic: str):
         def callback(msg) -> None:
-            stamp = stamp_of(msg)
+            stamp = stamp_ns(msg)
             if self.writer is not None:
                 self.writer.write(topic, msg, time.time_ns())
             with self.condition:
@@ -401,7 +397,7 @@ def _play_and_record(options: DemoOptions, input_bag: Path, bag_path: Path,
     from synergy_ros import bagio
     from synergy_ros.replay import Player, ReplayOptions
 
-    image_stamps = [stamp_of(m.message) for m in bagio.iter_messages(input_bag, [IMAGE_TOPIC])]
+    image_stamps = [stamp_ns(m.message) for m in bagio.iter_messages(input_bag, [IMAGE_TOPIC])]
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("synergy_demo", context=context)
@@ -429,7 +425,7 @@ def _play_and_record(options: DemoOptions, input_bag: Path, bag_path: Path,
                 _await_outputs(recorder, previous[0], options.frame_timeout_s, process,
                                log_path)
                 bar.update(1)
-            previous[0] = stamp_of(message.message)
+            previous[0] = stamp_ns(message.message)
             # the node's camera_info for this frame went out just before: let DDS deliver it
             recorder.wait_for(["/camera/camera_info"], previous[0], 2.0)
 

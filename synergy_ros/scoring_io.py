@@ -7,6 +7,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# One header-stamp reader for every module; synergy_ros.data.bag imports it from here.
+from synergy_ros.ros.conversions import stamp_ns  # noqa: F401
+
 
 def depth_from_image(msg) -> np.ndarray:
     """Decode a depth Image to (H, W) float32 metres with NaN where invalid.
@@ -81,8 +84,3 @@ def resize_to(array: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.nd
     source = array if native else array.astype(np.float32)  # e.g. int64 class ids
     out = cv2.resize(source, (shape[1], shape[0]), interpolation=interpolation)
     return out.astype(array.dtype, copy=False)
-
-
-def stamp_ns(msg) -> int:
-    """``header.stamp`` of a message in nanoseconds."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)

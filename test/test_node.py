@@ -19,11 +19,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # n
 
 from synergy_ros.geometry import PinholeIntrinsics, backproject  # noqa: E402
 from synergy_ros.ros.conversions import (image_to_array, intrinsics_to_camera_info,  # noqa: E402
-                                         rgb_to_compressed)
+                                         rgb_to_compressed, stamp_ns)
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
 from synergy_ros.ros.pointcloud import pointcloud2_to_array, unpack_rgb  # noqa: E402
 from synergy_ros.ros.testing import (RosHarness, camera_frame, make_model_file,  # noqa: E402
-                                     slow_predictor, stamp_ns, unique_namespace)
+                                     slow_predictor, unique_namespace)
 
 pytestmark = pytest.mark.ros
 CAMERA_W, CAMERA_H = 96, 72          # camera images
@@ -99,11 +99,11 @@ def test_end_to_end_outputs_match_back_projection(harness, model_path):
         harness.messages(t) for t in topics), timeout=20.0, info=info_pub)
     assert ok, {t: len(harness.messages(t)) for t in topics}
     points = harness.messages("points")[-1]
-    stamp = stamp_ns(points.header)
+    stamp = stamp_ns(points)
     assert stamp in sent and points.header.frame_id == "camera_optical_frame"
 
     def same_stamp(topic):
-        return [m for m in harness.messages(topic) if stamp_ns(m.header) == stamp]
+        return [m for m in harness.messages(topic) if stamp_ns(m) == stamp]
 
     assert harness.wait_for(lambda: all(same_stamp(t) for t in topics), 5.0)
     depth_msg, info, semantic, colour = (same_stamp(t)[0] for t in topics[:4])
@@ -195,7 +195,7 @@ def test_reliable_and_best_effort_publishers_both_reach_the_node(harness, model_
     best_effort = harness.publisher(Image, "image", reliable=False)
     for pub, base in ((reliable, 5_000_000_000), (best_effort, 7_000_000_000)):
         ok, _ = publish_until(harness, pub, lambda b=base: any(
-            b <= stamp_ns(m.header) < b + 1_000_000_000 for m in harness.messages("depth")),
+            b <= stamp_ns(m) < b + 1_000_000_000 for m in harness.messages("depth")),
             15.0, make=lambda i, s, b=base: camera_frame(scene_rgb(0), b + i * 1_000_000))
         assert ok, f"no depth for frames from the {'reliable' if base == 5e9 else 'BE'} publisher"
 
@@ -243,7 +243,7 @@ def test_malformed_images_over_dds_are_counted_and_good_frames_still_processed(
     assert not harness.messages("depth")
     image_pub.publish(good)
     assert harness.wait_for(lambda: harness.messages("depth"), 15.0)
-    assert stamp_ns(harness.messages("depth")[0].header) == 1
+    assert stamp_ns(harness.messages("depth")[0]) == 1
     snap = node.snapshot()
     assert snap.bad_messages == 60 and snap.processing_errors == 0
 
@@ -286,7 +286,7 @@ def test_overload_at_30hz_keeps_latency_bounded_and_counts_drops(harness, model_
     assert float(np.percentile(waits, 95)) <= bound, (waits, inferences)
     assert max(waits[-5:]) <= bound  # no queue growth at the end
     assert float(np.percentile(latencies, 50)) <= 2.0 * float(np.percentile(inferences, 50))
-    newest = max(stamp_ns(m.header) for m in harness.messages("depth"))
+    newest = max(stamp_ns(m) for m in harness.messages("depth"))
     assert newest >= 10 * 1_000_000_000 + sent - 6  # one of the last frames was processed
 
 
@@ -304,7 +304,7 @@ def test_camera_stop_and_restart_resumes_output(harness, model_path):
     pub = harness.publisher(Image, "image")  # and comes back
     ok, _ = publish_until(harness, pub, lambda: harness.messages("depth"), 15.0,
                           make=lambda i, s: camera_frame(scene_rgb(1), 9_000_000_000 + i))
-    assert ok and stamp_ns(harness.messages("depth")[0].header) >= 9_000_000_000
+    assert ok and stamp_ns(harness.messages("depth")[0]) >= 9_000_000_000
 
 
 def test_outputs_without_subscribers_are_skipped(harness, model_path):

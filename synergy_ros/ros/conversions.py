@@ -135,6 +135,12 @@ def image_to_array(msg) -> np.ndarray:
     return view
 
 
+def stamp_ns(msg) -> int:
+    """``header.stamp`` of a stamped message (Image, CameraInfo, PointCloud2, ...) in ns."""
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 _CHECK_FIELDS_KWARG: dict = {}
 
 

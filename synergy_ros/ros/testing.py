@@ -183,8 +183,3 @@ def camera_frame(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera_optical
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return array_to_image(rgb if encoding == "rgb8" else rgb[:, :, ::-1], encoding, header)
-
-
-def stamp_ns(header) -> int:
-    """Nanoseconds of a Header's stamp."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
