@@ -25,8 +25,6 @@ from typing import Sequence
 
 import numpy as np
 
-
-BACKEND_ORDER = ("torch", "onnxruntime", "tensorrt")
 # smallest benchmark image side (pixels): the encoder downsamples by 32
 MIN_SIDE = 32
 
@@ -367,11 +365,6 @@ def write_result_files(result: dict, markdown: str, output: str | os.PathLike
     atomic_write_text(json_path, json.dumps(result, indent=2, sort_keys=True) + "\n")
     atomic_write_text(md_path, markdown)
     return json_path, md_path
-
-
-def write_report(report: dict, output: str | os.PathLike) -> tuple[Path, Path]:
-    """Write the runtime benchmark ``report`` as ``<output>.json`` and ``<output>.md``."""
-    return write_result_files(report, to_markdown(report), output)
 
 
 def _worker_main(argv: Sequence[str] | None = None) -> int:

@@ -69,12 +69,9 @@ def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
 
     torch.manual_seed(0)
     config = NetworkConfig(encoder=encoder, num_classes=num_classes)
-    try:
-        labels = get_label_set("nyu40")
-        names, palette = labels.class_names, labels.palette
-        if len(names) != num_classes:
-            raise ValueError
-    except Exception:  # noqa: BLE001 - any other class count: generic names
+    labels = get_label_set("nyu40")
+    names, palette = labels.class_names, labels.palette
+    if len(names) != num_classes:  # any other class count: generic names
         names = [f"class{i}" for i in range(num_classes)]
         palette = [((37 * i) % 256, (91 * i) % 256, (173 * i) % 256) for i in range(num_classes)]
     meta = ModelMeta(network=config.to_dict(), class_names=names, palette=palette,
@@ -84,9 +81,18 @@ def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
     return path
 
 
+def _write_and_print(result: dict, markdown: str, output: str) -> None:
+    """Write ``<output>.json`` + ``<output>.md`` and print the markdown and both paths."""
+    from synergy_ros.bench import write_result_files
+
+    json_path, md_path = write_result_files(result, markdown, output)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+
+
 def _run_model(args: argparse.Namespace) -> int:
     """`synergy bench model`: parameters, FLOPs and CPU latency per backbone."""
-    from synergy_ros.bench import MIN_SIDE, write_result_files
+    from synergy_ros.bench import MIN_SIDE
     from synergy_ros.bench_model import run_model_benchmark, to_markdown
     from synergy_ros.errors import SynergyError
     from synergy_ros.network import ENCODERS
@@ -105,11 +111,7 @@ def _run_model(args: argparse.Namespace) -> int:
         raise SynergyError("--iters and --threads must be >= 1")
     result = run_model_benchmark(encoders, parse_sizes(args.sizes, minimum=MIN_SIDE), iters,
                                  threads, args.num_classes, args.paper_upproj)
-    markdown = to_markdown(result)
-    json_path, md_path = write_result_files(result, markdown, args.output
-                                            or _DEFAULT_OUTPUT["model"])
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
+    _write_and_print(result, to_markdown(result), args.output or _DEFAULT_OUTPUT["model"])
     return 0
 
 
@@ -120,18 +122,20 @@ def run(args: argparse.Namespace) -> int:
     import os
     import tempfile
 
-    from synergy_ros.bench import BACKEND_ORDER, MIN_SIDE, run_benchmark, write_report
+    from synergy_ros.bench import MIN_SIDE, run_benchmark, to_markdown
     from synergy_ros.errors import SynergyError
+    from synergy_ros.runtime.base import BACKENDS, PRECISIONS
     from synergy_ros.sizes import parse_sizes
 
-    backends = BACKEND_ORDER if args.backend == "all" else tuple(args.backend.split(","))
-    unknown = set(backends) - set(BACKEND_ORDER)
+    backends = BACKENDS if args.backend == "all" else tuple(args.backend.split(","))
+    unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise SynergyError(f"unknown backend(s) {sorted(unknown)}; choose all or "
-                           f"{', '.join(BACKEND_ORDER)}")
+                           f"{', '.join(BACKENDS)}")
     precisions = tuple(args.precision.split(","))
-    if set(precisions) - {"fp32", "fp16", "int8"}:
-        raise SynergyError(f"unknown precision in {args.precision!r}; use fp32, fp16, int8")
+    if set(precisions) - set(PRECISIONS):
+        raise SynergyError(f"unknown precision in {args.precision!r}; use "
+                           f"{', '.join(PRECISIONS)}")
     iters = 20 if args.iters is None else args.iters
     if iters < 1 or args.warmup < 0:
         raise SynergyError("--iters must be >= 1 and --warmup >= 0")
@@ -153,10 +157,6 @@ def run(args: argparse.Namespace) -> int:
         report = run_benchmark(model, backends, sizes, precisions, iters=iters,
                                warmup=args.warmup, threads=threads, device=args.device,
                                cache_dir=args.cache_dir or tmp, model_note=note)
-    json_path, md_path = write_report(report, args.output or _DEFAULT_OUTPUT["runtime"])
-    from synergy_ros.bench import to_markdown
-
-    print(to_markdown(report))
-    print(f"wrote {json_path} and {md_path}")
+    _write_and_print(report, to_markdown(report), args.output or _DEFAULT_OUTPUT["runtime"])
     failed = [e for e in report["results"] if "error" in e]
     return 1 if failed and len(failed) == len(report["results"]) else 0
