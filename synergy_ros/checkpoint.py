@@ -28,6 +28,8 @@ from synergy_ros.errors import SynergyError
 from synergy_ros.modelfile import ModelMeta, load_model_file, save_model_file
 
 TRAINING_KEY = "training"
+#: Entries of the ``training`` dict that resuming cannot do without.
+REQUIRED_TRAINING_KEYS = ("epoch", "epoch_step", "step", "optimizer", "rng", "config")
 
 
 def capture_rng_state() -> dict:
@@ -76,8 +78,7 @@ def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: ModelMeta,
         meta: model metadata (network config, classes, palette, input size, max depth).
         training: the ``training`` dict described in the module docstring.
     """
-    missing = [k for k in ("epoch", "epoch_step", "step", "optimizer", "rng", "config")
-               if k not in training]
+    missing = [k for k in REQUIRED_TRAINING_KEYS if k not in training]
     if missing:
         raise ValueError(f"checkpoint training state lacks {missing}")
     save_model_file(path, state_dict, meta, **{TRAINING_KEY: training})
@@ -95,8 +96,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise SynergyError(f"{path} is a model file without training state, so it cannot be "
                            f"resumed; start a new run from its weights with "
                            f"--set init.checkpoint={path}")
-    needed = ("epoch", "epoch_step", "step", "optimizer", "rng", "config")
-    lacking = [k for k in needed if k not in training]
+    lacking = [k for k in REQUIRED_TRAINING_KEYS if k not in training]
     if lacking:
         raise SynergyError(f"checkpoint {path} lacks {lacking}; it was not written by this "
                            "version of `synergy train`. Start a new run with "

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from synergy_ros.atomic import atomic_write_text
-from synergy_ros.checkpoint import (capture_rng_state, load_checkpoint, load_weights,
-                                    restore_rng_state, save_checkpoint)
+from synergy_ros.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint,
+                                    load_weights, restore_rng_state, save_checkpoint)
 from synergy_ros.config import PARAMETER_GROUPS, dump_config
 from synergy_ros.distributed import DistInfo, any_rank, barrier, init_distributed
 from synergy_ros.errors import SynergyError
@@ -216,7 +216,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ construction
     def _resume_path(self, resume: str | None) -> Path | None:
-        last = self.output / "last.pt"
+        last = checkpoint_path(self.output, "last")
         if resume == "auto":
             return last if last.is_file() else None
         if resume:
@@ -375,7 +375,7 @@ class Trainer:
 
     def save(self, which: str = "last", metrics: dict | None = None) -> Path:
         """Write ``<output>/<which>.pt`` (rank 0 only) and return its path."""
-        path = self.output / f"{which}.pt"
+        path = checkpoint_path(self.output, which)
         if not self.dist.is_main:
             return path
         val = self.config["val"]

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(dump_config(config), end="")
         return 0
+    from synergy_ros.checkpoint import checkpoint_path
     from synergy_ros.train import Trainer, TrainingInterrupted
 
     trainer = Trainer(config, output, resume=args.resume)
@@ -87,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if trainer.dist.is_main and args.release:
         from synergy_ros.release import release_model
 
-        best = output / "best.pt"
-        chosen = best if best.is_file() else output / "last.pt"
+        best = checkpoint_path(output, "best")
+        chosen = best if best.is_file() else checkpoint_path(output, "last")
         info = release_model(chosen, args.release, config, _command_line(args), summary)
         held = info["held_out"]
         print(f"synergy train: released {args.release} (+ .json): held-out rmse "
@@ -97,10 +98,11 @@ def run(args: argparse.Namespace) -> int:
               f"{held['constant_baseline']['miou']:.3f}", file=sys.stderr)
     if trainer.dist.is_main:
         print(json.dumps(summary, indent=2))
+        best_result = summary["best"]
         print(f"synergy train: done, {summary['steps']} steps in {summary['seconds']} s; "
-              f"model: {output / 'last.pt'}"
-              + (f", best {summary['best']['metric']}={summary['best']['value']:.4f}: "
-                 f"{output / 'best.pt'}" if summary["best"]["value"] is not None else ""),
+              f"model: {checkpoint_path(output, 'last')}"
+              + (f", best {best_result['metric']}={best_result['value']:.4f}: "
+                 f"{checkpoint_path(output, 'best')}" if best_result["value"] is not None else ""),
               file=sys.stderr)
     return 0
 
