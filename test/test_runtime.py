@@ -197,6 +197,14 @@ def test_choose_backend_auto_without_tensorrt():
     assert (backend, device) == ("onnxruntime", "cpu") and "cpu" in why
 
 
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda0", "cudax"])
+def test_choose_backend_rejects_malformed_devices(device):
+    """Only auto, cpu, cuda and cuda:N pass; anything else is a SynergyError, never a
+    ValueError/RuntimeError from parsing the index later on a GPU machine."""
+    with pytest.raises(SynergyError, match="unknown device"):
+        choose_backend("model.pt", "torch", device)
+
+
 # --- bad input: clear SynergyError naming the file and what to do ---------------------------
 
 def test_missing_and_unknown_model_files(tmp_path):

@@ -58,7 +58,8 @@ def choose_backend(model_path: str | os.PathLike, backend: str = "auto",
                            "file, an .onnx from `synergy export` or a TensorRT .engine")
     if backend not in ("auto", *BACKENDS):
         raise SynergyError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+    cuda_index = device.startswith("cuda:") and device[5:].isdigit()
+    if device not in ("auto", "cpu", "cuda") and not cuda_index:
         raise SynergyError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     want_gpu = device != "cpu"
     if backend == "auto":
