@@ -538,7 +538,7 @@ class Evaluator:
         """Depth, semantic, semantic_color, camera_info and points messages for one image."""
         from synergy_ros.labels import colorize
         from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
-                                                 intrinsics_to_camera_info)
+                                                 intrinsics_to_camera_info, labels_to_image)
         from synergy_ros.ros.pointcloud import build_pointcloud2
 
         prefix = self.options.output_prefix.rstrip("/")
@@ -547,10 +547,7 @@ class Evaluator:
         depth = np.asarray(job.depth, dtype=np.float32)
         labels = np.asarray(job.labels)
         out = {f"{prefix}/depth": array_to_image(depth, "32FC1", header),
-               f"{prefix}/semantic": array_to_image(
-                   labels.astype(np.uint8) if labels.max(initial=0) < 256
-                   else labels.astype(np.uint16),
-                   "mono8" if labels.max(initial=0) < 256 else "mono16", header),
+               f"{prefix}/semantic": labels_to_image(labels, header),
                f"{prefix}/semantic_color": array_to_image(colorize(labels, self.palette),
                                                           "rgb8", header)}
         if camera_info is not None:

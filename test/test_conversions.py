@@ -178,6 +178,18 @@ def test_malformed_images_raise_value_error_with_reason(mutate, reason):
         conv.image_to_array(msg)
 
 
+def test_labels_to_image_encoding_follows_the_dtype():
+    small = np.array([[0, 3], [7, 1]], np.uint16)  # uint16 ids below 256 stay mono16
+    for ids, encoding in ((small.astype(np.uint8), "mono8"), (small, "mono16"),
+                          (small.astype(np.int64) * 100, "mono16")):
+        msg = conv.labels_to_image(ids, Header(frame_id="cam"))
+        assert (msg.encoding, msg.header.frame_id) == (encoding, "cam")
+        np.testing.assert_array_equal(conv.image_to_array(msg), ids)
+    for bad in (np.array([[70000]]), np.array([[-1]]), np.array([[0.5]])):
+        with pytest.raises(ValueError, match="0..65535"):
+            conv.labels_to_image(bad)
+
+
 def test_array_to_image_rejects_mismatched_arrays():
     with pytest.raises(ValueError, match="shape"):
         conv.array_to_image(np.zeros((4, 4), np.uint8), "rgb8")

@@ -218,6 +218,25 @@ def array_to_image(image: np.ndarray, encoding: str, header=None):
     return new_message(Image, **fields)
 
 
+def labels_to_image(labels: np.ndarray, header=None):
+    """Build a class-id Image: ``mono8`` for uint8 ids, ``mono16`` for any other integer ids.
+
+    The encoding follows the dtype, not the values, so a model (whose Predictor returns uint8
+    for up to 255 classes, else uint16) publishes one encoding on every frame.
+
+    Raises:
+        ValueError: not (H, W) integer ids in 0..65535.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype == np.uint8:
+        return array_to_image(labels, "mono8", header)
+    if labels.dtype.kind not in "ui" or (labels.size and not 0 <= labels.min() <= labels.max()
+                                         <= 65535):
+        raise ValueError(f"class ids must be integers in 0..65535, got {labels.dtype} "
+                         f"ids {labels.min(initial=0)}..{labels.max(initial=0)}")
+    return array_to_image(labels.astype(np.uint16, copy=False), "mono16", header)
+
+
 def _to_uint8(image: np.ndarray) -> np.ndarray:
     """Scale an integer or float image to uint8 (16-bit: top byte; float: [0, 1] -> [0, 255])."""
     if image.dtype == np.uint8:

@@ -28,7 +28,7 @@ from synergy_ros.geometry import PinholeIntrinsics
 from synergy_ros.ros import params as node_params
 from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
                                          compressed_to_rgb, image_to_rgb,
-                                         intrinsics_to_camera_info)
+                                         intrinsics_to_camera_info, labels_to_image)
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
 from synergy_ros.ros.pointcloud import build_pointcloud2
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
@@ -287,10 +287,7 @@ class SynergyPipeline:
             pubs["depth_info"].publish(intrinsics_to_camera_info(depth_intrinsics, header))
         labels = np.asarray(prediction.labels)
         if wanted["semantic"]:
-            encoding = "mono8" if labels.dtype == np.uint8 else "mono16"
-            pubs["semantic"].publish(array_to_image(
-                labels.astype(np.uint8 if encoding == "mono8" else np.uint16, copy=False),
-                encoding, header))
+            pubs["semantic"].publish(labels_to_image(labels, header))
         if wanted["semantic_color"]:
             colour = np.take(self._palette, labels, axis=0, mode="clip")
             blend = s["semantic_blend"]
