@@ -231,6 +231,7 @@ class Trainer:
         return None
 
     def _build_model(self) -> Any:
+        from synergy_ros.modelfile import load_model_file
         from synergy_ros.network import build_network, load_encoder_weights
 
         init = self.config["init"]
@@ -238,7 +239,7 @@ class Trainer:
         if init["encoder_weights"]:
             load_encoder_weights(model, init["encoder_weights"])
         if init["checkpoint"]:
-            payload = load_checkpoint_or_model(init["checkpoint"])
+            payload = load_model_file(init["checkpoint"], weights_only=True)
             source_classes = payload["meta"].num_classes
             skip: tuple[str, ...] = ()
             if source_classes != model.num_classes:
@@ -461,7 +462,7 @@ class Trainer:
             self._tensorboard = None
 
     # ------------------------------------------------------------------ training
-    def _loaders(self, epoch: int, epoch_step: int) -> tuple[list[Any], list[int]]:
+    def _loaders(self, epoch: int, epoch_step: int) -> list[Any]:
         data = self.config["data"]
         skips = consumed_per_source(self.schedule_order, epoch_step, len(self.train_sets))
         loaders = [make_loader(dataset, batch_size=data["batch_size"], shuffle=True,
@@ -470,7 +471,7 @@ class Trainer:
                                num_workers=data["num_workers"], drop_last=True,
                                pin_memory=self.device.type == "cuda")
                    for dataset, skip in zip(self.train_sets, skips)]
-        return loaders, skips
+        return loaders
 
     def _train_step(self, batch: dict, kind: str) -> tuple[float | None, dict]:
         import torch
@@ -492,9 +493,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if alternating:
-            frozen = {name for name in FROZEN_GROUPS[kind]}
             for group in self.optimizer.param_groups:
-                if group["name"] in frozen:
+                if group["name"] in FROZEN_GROUPS[kind]:
                     for param in group["params"]:
                         param.grad = None
         clip = self.config["optim"]["grad_clip"]
@@ -533,7 +533,7 @@ class Trainer:
                     epoch = self.state.epoch
                     if progress is not None:
                         progress.set_description(f"epoch {epoch + 1}/{train_cfg['epochs']}")
-                    loaders, _ = self._loaders(epoch, self.state.epoch_step)
+                    loaders = self._loaders(epoch, self.state.epoch_step)
                     for batch, data_s in self._epoch_batches(loaders):
                         self._one_step(batch, data_s, progress)
                         if any_rank(stop.requested, self.dist, self.device):
@@ -600,7 +600,6 @@ class Trainer:
         every = self.config["val"]["every_epochs"]
         metrics = None
         if finished and self.val_set is not None and every and (epoch + 1) % every == 0:
-            metrics = None
             if self.dist.is_main:
                 metrics, table = self.validate()
                 improved = self._is_better(metrics)
@@ -704,13 +703,6 @@ def evaluate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any 
     metrics.update({k: float(semantic[k]) for k in SEMANTIC_METRIC_KEYS})
     metrics["images"] = int(overall["images"])
     return metrics, ranges.to_markdown()
-
-
-def load_checkpoint_or_model(path: str | os.PathLike) -> dict:
-    """Load any model file or checkpoint for its weights (``weights_only=True``)."""
-    from synergy_ros.modelfile import load_model_file
-
-    return load_model_file(path, weights_only=True)
 
 
 def _float_output(output: Any) -> Any:

@@ -72,7 +72,7 @@ def test_weak_supervision_freezes_the_other_branch(tmp_path):
     trainer = Trainer(config, tmp_path / "run")
     assert trainer.schedule_order == [0, 1, 0, 1]
     groups = trainer.model.parameter_groups()
-    loaders, _ = trainer._loaders(0, 0)
+    loaders = trainer._loaders(0, 0)
     for loader, kind, frozen, active in ((loaders[0], "depth", ("semantic", "semantic_head"),
                                           ("depth", "encoder", "sharing")),
                                          (loaders[1], "semantic", ("depth",),
