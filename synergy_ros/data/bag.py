@@ -45,10 +45,6 @@ def _bag_fingerprint(bag: Path, streams: dict, max_dt_ns: int) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _stamp_ns(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 def decode_rgb(msg) -> np.ndarray:
     """Image or CompressedImage -> (H, W, 3) uint8 RGB."""
     from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb
@@ -130,6 +126,7 @@ class BagDataset(SampleDataset):
 
         from synergy_ros import bagio
         from synergy_ros.matching import StampMatcher
+        from synergy_ros.ros.conversions import stamp_ns
 
         names = {topic: name for name, topic in self.streams.items()}
         others = [n for n in self.streams if n != "image"]
@@ -141,7 +138,7 @@ class BagDataset(SampleDataset):
         for item in tqdm(messages, desc=f"indexing {self.bag.name}", unit="msg",
                          disable=not show_progress):
             msg = item.message
-            for frame in matcher.push(names[item.topic], _stamp_ns(msg), msg):
+            for frame in matcher.push(names[item.topic], stamp_ns(msg), msg):
                 self._store(frame, frames, skipped)
         for frame in matcher.finish():
             self._store(frame, frames, skipped)
