@@ -223,16 +223,6 @@ class BagMessage:
     _message: object = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
-    def timestamp_ns(self) -> int:
-        """Alias of ``log_time_ns``."""
-        return self.log_time_ns
-
-    @property
-    def rawdata(self) -> bytes:
-        """Alias of ``data``."""
-        return self.data
-
-    @property
     def message(self):
         """The rclpy message, deserialised on first access."""
         if self._message is None:

@@ -50,7 +50,7 @@ def test_round_trip_through_rclpy_and_rosbags(tmp_path, storage):
     images = [m for m in messages if m.topic == "/camera/image_raw"]
     for i, item in enumerate(images):
         assert item.msgtype == "sensor_msgs/msg/Image"
-        assert item.timestamp_ns == 1_000_000_001 + i * 100_000_000
+        assert item.log_time_ns == 1_000_000_001 + i * 100_000_000
         msg = item.message
         assert isinstance(msg, Image) and msg == _image(i)
     # an independent reader (rosbags with its own CDR decoder and the recorded definitions)
