@@ -165,18 +165,27 @@ def verify_onnx(onnx_path: str | os.PathLike, model_path: str | os.PathLike,
     from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor
     from synergy_ros.runtime.torch_backend import TorchPredictor
 
-    onnx_pred = OnnxRuntimePredictor(onnx_path, device="cpu")
-    torch_pred = TorchPredictor(model_path, device="cpu", input_size=onnx_pred.input_size)
-    height, width = onnx_pred.input_size
-    batch, _ = onnx_pred._pre([sample_image(height, width, seed)])
-    got = onnx_pred.infer(batch)
-    want = torch_pred.infer(batch)
+    with OnnxRuntimePredictor(onnx_path, device="cpu") as onnx_pred, \
+            TorchPredictor(model_path, device="cpu", input_size=onnx_pred.input_size) as torch_pred:
+        height, width = onnx_pred.input_size
+        batch, _ = onnx_pred._pre([sample_image(height, width, seed)])
+        got = onnx_pred.infer(batch)
+        want = torch_pred.infer(batch)
     fp16 = bool(onnx_pred.meta.extra.get("export", {}).get("fp16"))
+    return compare_outputs(got, want, TOLERANCES["fp16" if fp16 else "fp32"])
+
+
+def compare_outputs(got, want, tolerance: Tolerance) -> ParityReport:
+    """Compare two backends' results on the same image(s) against ``tolerance``.
+
+    ``got`` / ``want``: anything with ``depth`` (metres, > 0) and ``labels`` arrays of equal
+    shapes (a ``RawOutput`` or a ``Prediction``); ``want`` is the reference.
+    """
     diff = np.abs(got.depth.astype(np.float64) - want.depth)
     rel = diff / np.maximum(np.abs(want.depth), 1e-6)
     return ParityReport(depth_max_abs_m=float(diff.max()), depth_mean_rel=float(rel.mean()),
                         label_agreement=float(np.mean(got.labels == want.labels)),
-                        tolerance=TOLERANCES["fp16" if fp16 else "fp32"])
+                        tolerance=tolerance)
 
 
 def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike,

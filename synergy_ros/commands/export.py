@@ -83,21 +83,21 @@ def _build_engine(args, options, checkpoint, cache_dir):
           f"for {record['key']['gpu_name']} / TensorRT {record['key']['tensorrt_version']}")
     if args.build_only or args.no_verify:
         return 0
-    import numpy as np
+    import math
 
-    from synergy_ros.export import sample_image
+    from synergy_ros.export import Tolerance, compare_outputs, sample_image
     from synergy_ros.runtime import load_predictor
 
-    trt_pred = load_predictor(engine, backend="tensorrt")
-    ort_pred = load_predictor(onnx_path, backend="onnxruntime")
-    image = sample_image(*trt_pred.input_size)
-    got, want = trt_pred.predict(image), ort_pred.predict(image)
-    rel = float(np.mean(np.abs(got.depth - want.depth) / want.depth))
-    agree = float(np.mean(got.labels == want.labels))
+    with load_predictor(engine, backend="tensorrt") as trt_pred, \
+            load_predictor(onnx_path, backend="onnxruntime") as ort_pred:
+        image = sample_image(*trt_pred.input_size)
+        got, want = trt_pred.predict(image), ort_pred.predict(image)
+    limit = 1e-3 if precision == "fp32" else 1e-2  # mean relative depth difference only
+    report = compare_outputs(got, want, Tolerance(math.inf, limit, 0.0))
+    rel = report.depth_mean_rel
     print(f"TensorRT {precision} vs onnxruntime fp32: mean relative depth difference "
-          f"{rel:.3%}, label agreement {agree:.2%}")
-    limit = 1e-3 if precision == "fp32" else 1e-2
-    if rel > limit:
+          f"{rel:.3%}, label agreement {report.label_agreement:.2%}")
+    if not report.ok:
         raise SynergyError(f"{engine}: TensorRT {precision} depth differs by {rel:.2%} (limit "
                            f"{limit:.1%}) from onnxruntime; use a higher precision")
     return 0
