@@ -78,31 +78,28 @@ class DemoOptions:
 # ---------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------
-def model_search_paths() -> list[Path]:
-    """Where the bundled demo model is looked for: ./models, the source tree, the ROS share."""
-    candidates = [Path.cwd() / "models" / BUNDLED_MODEL,
-                  Path(__file__).resolve().parents[1] / "models" / BUNDLED_MODEL]
+def package_paths(*parts: str) -> list[Path]:
+    """``parts`` under the source tree and, when installed as a ROS package, its share."""
+    paths = [Path(__file__).resolve().parents[1].joinpath(*parts)]
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        candidates.append(Path(get_package_share_directory("synergy_ros")) / "models"
-                          / BUNDLED_MODEL)
+        paths.append(Path(get_package_share_directory("synergy_ros")).joinpath(*parts))
     except Exception:  # noqa: BLE001 - not installed as a ROS package
         pass
+    return paths
+
+
+def model_search_paths() -> list[Path]:
+    """Where the bundled demo model is looked for: ./models, the source tree, the ROS share."""
+    candidates = [Path.cwd() / "models" / BUNDLED_MODEL, *package_paths("models", BUNDLED_MODEL)]
     return list(dict.fromkeys(candidates))  # the source tree is often the working directory
 
 
 def rviz_config() -> str:
     """Path of ``config/synergy.rviz`` (source tree or installed share), for the hint."""
-    candidates = [Path(__file__).resolve().parents[1] / "config" / "synergy.rviz"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("synergy_ros")) / "config"
-                          / "synergy.rviz")
-    except Exception:  # noqa: BLE001 - not installed as a ROS package
-        pass
-    found = next((path for path in candidates if path.is_file()), None)
+    found = next((path for path in package_paths("config", "synergy.rviz") if path.is_file()),
+                 None)
     return str(found) if found else "config/synergy.rviz"
 
 
@@ -226,11 +223,6 @@ class Recorder:
                     self.kept[topic] = msg
                 self.condition.notify_all()
         return callback
-
-    def has(self, topic: str, stamp: int) -> bool:
-        """True when a ``topic`` message stamped ``stamp`` has arrived."""
-        with self.condition:
-            return stamp in self.stamps[topic]
 
     def wait_for(self, topics: Iterable[str], stamp: int, timeout_s: float) -> list[str]:
         """Wait until every topic received ``stamp``; returns the topics still missing."""
