@@ -15,8 +15,9 @@ import statistics
 import time
 from typing import Iterable, Sequence
 
+from synergy_ros.network.config import ENCODERS as DEFAULT_ENCODERS
+
 DEFAULT_SIZES = ((320, 240), (640, 480))  # (width, height) pixels, as cameras are quoted
-DEFAULT_ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")  # = network.ENCODERS
 
 
 def count_parameters(model) -> dict[str, int]:
