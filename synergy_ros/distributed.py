@@ -101,14 +101,3 @@ def barrier(info: DistInfo) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-def broadcast_object(obj: object, info: DistInfo) -> object:
-    """Return rank 0's ``obj`` on every rank (e.g. a validation result)."""
-    if not info.enabled:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
