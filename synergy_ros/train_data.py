@@ -20,6 +20,7 @@ import random
 from typing import Any, Iterator, Sequence
 
 from synergy_ros.errors import SynergyError
+from synergy_ros.labels import IGNORE_INDEX
 
 #: Spec keys consumed here (the rest go to the dataset class): ``augment`` holds keyword
 #: arguments of ``synergy_ros.data.transforms.build_transform`` (scale_range, depth_mode,
@@ -46,13 +47,19 @@ class TargetFilter:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        """The wrapped sample with the dropped targets marked invalid."""
+        """The wrapped sample with the dropped targets marked invalid.
+
+        New tensors replace the dropped ones: the wrapped dataset's tensors may share memory
+        with arrays it keeps (``torch.from_numpy``), which must not be overwritten.
+        """
+        import torch
+
         sample = dict(self.dataset[index])
         if not self.keep_depth:
-            sample["depth"] = sample["depth"].zero_()
+            sample["depth"] = torch.zeros_like(sample["depth"])
             sample["has_depth"] = False
         if not self.keep_labels:
-            sample["labels"] = sample["labels"].fill_(255)
+            sample["labels"] = torch.full_like(sample["labels"], IGNORE_INDEX)
             sample["has_labels"] = False
         return sample
 

@@ -8,8 +8,9 @@ import torch
 from synergy_ros.config import load_config
 from synergy_ros.errors import SynergyError
 from synergy_ros.train import batch_kind, lr_factor
-from synergy_ros.train_data import (SeededDataset, batch_schedule, batches_per_epoch,
-                                    consumed_per_source, make_loader, preflight)
+from synergy_ros.train_data import (SeededDataset, TargetFilter, batch_schedule,
+                                    batches_per_epoch, consumed_per_source, make_loader,
+                                    preflight)
 
 
 class RandomSamples:
@@ -128,3 +129,15 @@ def test_batch_kind():
     assert batch_kind(batch([True, True], [False, False])) == "depth"
     assert batch_kind(batch([False], [True])) == "semantic"
     assert batch_kind(batch([True, False], [False, True])) == "joint"
+
+
+def test_target_filter_marks_dropped_targets_without_touching_the_dataset():
+    kept = _sample(label=3)  # a dataset that hands out the same tensors every time
+    depth_only = TargetFilter([kept], ["depth"])[0]
+    labels_only = TargetFilter([kept], ["labels"])[0]
+    assert depth_only["has_depth"] and not depth_only["has_labels"]
+    assert bool((depth_only["labels"] == 255).all()) and bool((depth_only["depth"] == 1).all())
+    assert labels_only["has_labels"] and not labels_only["has_depth"]
+    assert bool((labels_only["depth"] == 0).all()) and bool((labels_only["labels"] == 3).all())
+    assert bool((kept["depth"] == 1).all()) and bool((kept["labels"] == 3).all())
+    assert kept["has_depth"] and kept["has_labels"]
