@@ -98,6 +98,7 @@ class Predictor(abc.ABC):
     def __init__(self, meta: ModelMeta, *, input_size: Sequence[int] | None = None,
                  output_resolution: str = "input", with_attention: bool = False,
                  max_batch: int | None = None) -> None:
+        # imported here: preprocess.py imports this module's Prediction/RawOutput at its top
         from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor
 
         if output_resolution not in OUTPUT_RESOLUTIONS:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from synergy_ros.errors import SynergyError
+from synergy_ros.runtime.base import Prediction, RawOutput
 
 
 def check_rgb_image(image: np.ndarray, index: int = 0) -> np.ndarray:
@@ -77,7 +78,7 @@ class Preprocessor:
 
 
 class Postprocessor:
-    """Turn a backend's :class:`~synergy_ros.runtime.base.RawOutput` into Predictions.
+    """Turn a backend's :class:`RawOutput` into :class:`Prediction` objects.
 
     Args:
         num_classes: number of semantic classes (picks the label dtype).
@@ -88,10 +89,8 @@ class Postprocessor:
         self.label_dtype = label_dtype(num_classes)
         self.output_resolution = output_resolution
 
-    def __call__(self, raw, sizes: Sequence[tuple]) -> list:
+    def __call__(self, raw: RawOutput, sizes: Sequence[tuple]) -> list[Prediction]:
         """Split the batch into Predictions, resized per ``output_resolution``."""
-        from synergy_ros.runtime.base import Prediction
-
         depth = np.asarray(raw.depth, dtype=np.float32)
         labels = np.asarray(raw.labels)
         if depth.ndim != 4 or depth.shape[1] != 1 or labels.ndim != 3:
