@@ -306,16 +306,30 @@ def bag_start_time_ns(path: str | os.PathLike) -> int:
         reader.close()
 
 
+def topic_listing(topic_types: dict[str, str]) -> str:
+    """``/a (pkg/msg/A), /b (pkg/msg/B)`` for error messages (``no topics`` when empty)."""
+    return ", ".join(f"{t} ({m})" for t, m in sorted(topic_types.items())) or "no topics"
+
+
+def require_topics(topic_types: dict[str, str], wanted: Iterable[str], where: str) -> None:
+    """Raise SynergyError naming the ``wanted`` topics ``where`` lacks and listing what it holds.
+
+    Args:
+        topic_types: topic -> type name of the bag (:func:`bag_topics`).
+        wanted: the topics needed.
+        where: how to name the bag in the message, e.g. ``bag runs/demo/bag``.
+    """
+    missing = [t for t in wanted if t not in topic_types]
+    if missing:
+        raise SynergyError(f"topic(s) {', '.join(missing)} not in {where}; it holds: "
+                           f"{topic_listing(topic_types)}")
+
+
 def _check_topics(bag: Path, connections: list, topics: Iterable[str] | None) -> list:
     if topics is None:
         return list(connections)
     wanted = list(topics)
-    present = {c.topic: c.msgtype for c in connections}
-    missing = [t for t in wanted if t not in present]
-    if missing:
-        listing = ", ".join(f"{t} ({m})" for t, m in sorted(present.items())) or "no topics"
-        raise SynergyError(f"topic(s) {', '.join(missing)} not in bag {bag}; it holds: "
-                           f"{listing}")
+    require_topics({c.topic: c.msgtype for c in connections}, wanted, f"bag {bag}")
     return [c for c in connections if c.topic in wanted]
 
 

@@ -694,10 +694,6 @@ def _message_count(bag: Path, topic: str) -> int | None:
         return None
 
 
-def _topic_list(topic_types: dict[str, str]) -> str:
-    return ", ".join(f"{topic} ({msgtype})" for topic, msgtype in sorted(topic_types.items()))
-
-
 def check_bag(options: EvaluateOptions) -> dict[str, str]:
     """Check the bag exists and holds the requested topics with usable types.
 
@@ -728,12 +724,7 @@ def check_bag(options: EvaluateOptions) -> dict[str, str]:
     if not Path(options.bag).exists():
         raise SynergyError(f"bag not found: {options.bag} (give the rosbag2 folder holding "
                            "metadata.yaml, or its .mcap / .db3 file)")
-    try:
-        topic_types = bagio.bag_topics(options.bag)
-    except SynergyError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - rosbags raises several types for bad bags
-        raise SynergyError(f"cannot open bag {options.bag}: {exc}") from None
+    topic_types = bagio.bag_topics(options.bag)  # SynergyError for a bag it cannot open
     wanted = [
         ("--gt-topic", options.gt_topic, (IMAGE, CLOUD)),
         ("--image-topic", options.image_topic, (IMAGE, COMPRESSED)),
@@ -747,11 +738,11 @@ def check_bag(options: EvaluateOptions) -> dict[str, str]:
             continue
         if topic not in topic_types:
             raise SynergyError(f"{flag} {topic} is not in {options.bag}; its topics are: "
-                               f"{_topic_list(topic_types)}")
+                               f"{bagio.topic_listing(topic_types)}")
         if topic_types[topic] not in types:
             raise SynergyError(f"{flag} {topic} has type {topic_types[topic]}, expected "
                                f"{' or '.join(types)}; the bag's topics are: "
-                               f"{_topic_list(topic_types)}")
+                               f"{bagio.topic_listing(topic_types)}")
     if topic_types[options.gt_topic] == CLOUD and not options.camera_info_topic:
         raise SynergyError(f"--gt-topic {options.gt_topic} is a PointCloud2: give "
                            "--camera-info-topic so it can be projected into the image")

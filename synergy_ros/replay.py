@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from synergy_ros.bagio import BagMessage, message_class
+from synergy_ros.bagio import BagMessage, message_class, require_topics
 from synergy_ros.errors import SynergyError
 
 #: Sleep granularity of the timing loop (s): Ctrl-C and ``stop`` are honoured this fast.
@@ -104,11 +104,7 @@ class Player:
         self.node = node
         self.options = options
         wanted = options.topics or tuple(topic_types)
-        missing = [topic for topic in wanted if topic not in topic_types]
-        if missing:
-            raise SynergyError(
-                f"topic(s) {', '.join(missing)} not in the bag; it holds: "
-                + ", ".join(f"{t} ({ty})" for t, ty in sorted(topic_types.items())))
+        require_topics(topic_types, wanted, "the bag")
         qos = QoSProfile(depth=options.qos_depth, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE)
         self.output_topic = {topic: options.remaps.get(topic, topic) for topic in wanted}
