@@ -82,7 +82,8 @@ TOLERANCES = {"fp32": Tolerance(1e-3, 1e-4, 0.999), "fp16": Tolerance(0.25, 0.01
 
 @dataclasses.dataclass
 class ParityReport:
-    """onnxruntime vs torch (fp32) on one sample image."""
+    """One backend's outputs vs a reference backend's on the same sample image
+    (``compare_outputs``): onnxruntime vs torch fp32, or TensorRT vs onnxruntime."""
 
     depth_max_abs_m: float
     depth_mean_rel: float
