@@ -106,11 +106,17 @@ def require_file(path: str | os.PathLike, what: str, layout: str = "") -> Path:
     return file
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read a colour image file as (H, W, 3) uint8 RGB (8-bit; 16-bit is scaled down)."""
+def _imread(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file unchanged (OpenCV channel order, native bit depth)."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SynergyError(f"cannot read image {path} (missing, truncated or not an image)")
+    return image
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read a colour image file as (H, W, 3) uint8 RGB (8-bit; 16-bit is scaled down)."""
+    image = _imread(path)
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     if image.ndim == 2:
@@ -125,9 +131,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 def read_single_channel(path: str | os.PathLike, dtypes: tuple = (np.uint8, np.uint16)
                         ) -> np.ndarray:
     """Read a one-channel PNG unchanged (8- or 16-bit); raise if it has colour channels."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise SynergyError(f"cannot read image {path} (missing, truncated or not an image)")
+    image = _imread(path)
     if image.ndim != 2:
         raise SynergyError(f"{path} has {image.shape[2]} channels; expected a single-channel "
                            "(grey) PNG of ids or depth values, not a colour visualisation")
