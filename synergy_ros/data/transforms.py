@@ -40,6 +40,9 @@ from synergy_ros.labels import IGNORE_INDEX
 from synergy_ros.modelfile import IMAGENET_MEAN, IMAGENET_STD
 
 Transform = Callable[[dict, np.random.Generator], dict]
+#: ITU-R BT.601 luma weights of R, G, B (the grey image ColorJitter's contrast and saturation
+#: factors act around).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _resize(array: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
@@ -106,9 +109,9 @@ class ColorJitter:
         b, c, s = (rng.uniform(1 - x, 1 + x) for x in
                    (self.brightness, self.contrast, self.saturation))
         image = image * b
-        grey = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        grey = image @ _LUMA
         image = (image - grey.mean()) * c + grey.mean()
-        grey = (image @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+        grey = (image @ _LUMA)[..., None]
         image = (image - grey) * s + grey
         out = dict(sample)
         out["image"] = np.clip(image + 0.5, 0, 255).astype(np.uint8)
