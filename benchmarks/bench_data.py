@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from synergy_ros.sizes import parse_size  # noqa: E402 - after the sys.path set-up
+from synergy_ros.sizes import size_arg  # noqa: E402 - after the sys.path set-up
 
 DEFAULT_ENCODERS = ("resnet18", "resnet34", "resnet50")
 
@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", nargs="+", default=list(DEFAULT_ENCODERS))
-    parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of training images")
+    parser.add_argument("--size", type=size_arg, default="320x240",
+                        help="WIDTHxHEIGHT of training images")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--compare-workers", type=int, nargs="*", default=[0],
@@ -55,7 +56,7 @@ def measure(encoder: str, workers: int, args: argparse.Namespace, workdir: Path)
     from synergy_ros.config import load_config
     from synergy_ros.train import Trainer
 
-    width, height = parse_size(args.size)
+    width, height = args.size
     total = args.warmup + args.steps
     config = load_config(ROOT / "config" / "train_synthetic_demo.yaml", [
         f"model.encoder={encoder}", f"data.input_size=[{height}, {width}]",
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
               "command": "python benchmarks/bench_data.py " + " ".join(sys.argv[1:]
                                                                        if argv is None
                                                                        else argv),
-              "setup": {"size": args.size, "batch_size": args.batch_size,
+              "setup": {"size": f"{args.size[0]}x{args.size[1]}", "batch_size": args.batch_size,
                         "workers": args.workers, "steps": args.steps, "warmup": args.warmup,
                         "threads": args.threads},
               "rows": rows}
