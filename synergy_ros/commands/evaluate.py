@@ -31,6 +31,8 @@ def _ranges(text: str) -> tuple[float, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `synergy evaluate` flags."""
+    from synergy_ros.runtime.base import BACKENDS, PRECISIONS  # no torch: names only
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     io = parser.add_argument_group("bag and topics")
@@ -52,11 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model mode")
     model.add_argument("--model", help=".pt, .onnx or .engine model file")
     model.add_argument("--backend", default="auto",
-                       choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                       choices=("auto",) + BACKENDS,
                        help="inference backend (default auto: TensorRT on an NVIDIA GPU with "
                             "TensorRT, else onnxruntime, else torch)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    model.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+    model.add_argument("--precision", default="fp32", choices=PRECISIONS,
                        help="inference precision (default fp32; fp16: torch on CUDA, an fp16 "
                             "ONNX export or TensorRT FP16; int8: TensorRT only)")
     model.add_argument("--threads", type=int, default=None, help="CPU threads for inference")

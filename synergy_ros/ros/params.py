@@ -13,12 +13,12 @@ import dataclasses
 import math
 from typing import Any
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
-PRECISION_CHOICES = ("fp32", "fp16", "int8")
+from synergy_ros.runtime.base import BACKENDS, OUTPUT_RESOLUTIONS, PRECISIONS
+
+BACKEND_CHOICES = ("auto",) + BACKENDS
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 QUEUE_POLICIES = ("latest", "drop_new")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
-OUTPUT_RESOLUTIONS = ("model", "input")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference backend; auto = TensorRT with a CUDA GPU, else "
               "onnxruntime, else torch.", BACKEND_CHOICES, read_only=True),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N.", read_only=True),
-    ParamSpec("precision", "fp32", "fp32, fp16 (GPU) or int8 (TensorRT).", PRECISION_CHOICES,
+    ParamSpec("precision", "fp32", "fp32, fp16 (GPU) or int8 (TensorRT).", PRECISIONS,
               read_only=True),
     ParamSpec("engine_cache_dir", "", "Where ONNX exports and TensorRT engines are cached; "
               "empty = beside the model or ~/.cache/synergy_ros.", read_only=True),
