@@ -95,3 +95,14 @@ def test_truncated_engine_is_refused(model_file, tmp_path):
     sidecar_path(cut).write_text(sidecar_path(engine).read_text())
     with pytest.raises(SynergyError, match="cut.engine cannot run here.*truncated"):
         load_predictor(cut, backend="tensorrt")
+
+
+@needs_trt
+def test_onnx_of_another_size_is_refused(model_file, tmp_path):
+    """An .onnx run at an input size other than its exported one names both sizes."""
+    onnx_path = load_predictor(model_file, backend="onnxruntime",
+                               engine_cache_dir=tmp_path).model_path
+    with pytest.raises(SynergyError, match="was exported for 64x96 .HxW., not 32x32"):
+        load_predictor(onnx_path, backend="tensorrt", input_size=(32, 32),
+                       engine_cache_dir=tmp_path)
+    assert not list(tmp_path.glob("*.engine"))  # refused before any engine build

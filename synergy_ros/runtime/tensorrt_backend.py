@@ -214,14 +214,20 @@ def engine_for_onnx(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike,
                     precision: str = "fp32", device: str = "cuda",
                     engine_path: str | os.PathLike | None = None,
                     calib_images: str | None = None,
-                    workspace_gb: float = DEFAULT_WORKSPACE_GB) -> tuple[Path, dict, bool]:
+                    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+                    input_size: Sequence[int] | None = None) -> tuple[Path, dict, bool]:
     """The cached engine for ``onnx_path`` on this GPU/TensorRT (built if missing or stale).
 
     Returns (engine path, sidecar record, built now). ``engine_path`` overrides the cache
     file name (``synergy export --output``); its sidecar still records the full key.
+    ``input_size`` (h, w) pixels, when given, must be the ONNX file's exported size.
     """
     trt = require_tensorrt()
     _, input_shape = onnx_interface(onnx_path)
+    if input_size is not None and tuple(input_size) != tuple(input_shape[2:]):
+        raise SynergyError(f"{onnx_path} was exported for {input_shape[2]}x{input_shape[3]} "
+                           f"(HxW), not {input_size[0]}x{input_size[1]}; re-export with "
+                           "--height/--width")
     gpu_name, capability = gpu_identity(device)
     onnx_sha = file_sha256(onnx_path)
     key = EngineKey(onnx_sha256=onnx_sha, tensorrt_version=trt.__version__,
@@ -361,12 +367,8 @@ def load_tensorrt_predictor(model_path: str | os.PathLike, cache_dir: str | os.P
     path = Path(model_path)
     if path.suffix.lower() == ".engine":
         record = check_engine_file(path, device)
-    else:
-        _, shape = onnx_interface(path)
-        if input_size is not None and tuple(input_size) != tuple(shape[2:]):
-            raise SynergyError(f"{path} was exported for {shape[2]}x{shape[3]} (HxW), not "
-                               f"{input_size[0]}x{input_size[1]}; re-export with "
-                               "--height/--width")
-        path, record, _ = engine_for_onnx(path, cache_dir, precision, device)
+    else:  # one read of the ONNX file checks the size and keys the engine
+        path, record, _ = engine_for_onnx(path, cache_dir, precision, device,
+                                          input_size=input_size)
     return TensorRTPredictor(path, record, device=device, output_resolution=output_resolution,
                              with_attention=with_attention)
