@@ -58,13 +58,13 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
                                    else ReliabilityPolicy.BEST_EFFORT))
 
 
-def _resize(image: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W[, C]) image area-resampled to height x width pixels (colours, attention)."""
     if image.shape[1] == width and image.shape[0] == height:
         return image
     import cv2
 
-    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
-    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=mode)
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
 
 
 class SynergyPipeline:
