@@ -8,7 +8,8 @@ compact model file and a JSON metadata file beside it.
   weights in float16 when ``release.fp16`` (the runtime casts them back to float32);
   ``meta.extra`` holds the metrics and the reproducing command.
 - ``models/NAME.json``: config, class names, palette, input size, max depth, the held-out
-  metrics of the model and of the constant baselines (the training set's mean depth for every
+  metrics of the model (scored with the weights as released, float16 rounding included) and
+  of the constant baselines (the training set's mean depth for every
   pixel; its most frequent class for every pixel), the training summary and the command.
 """
 from __future__ import annotations
@@ -65,8 +66,11 @@ def release_model(checkpoint: str | os.PathLike, model_path: str | os.PathLike, 
                            "--set 'release.test={type: synthetic, split: test, num_samples: 200}'")
     payload = load_model_file(checkpoint, weights_only=True)
     meta: ModelMeta = payload["meta"]
+    state = payload["state_dict"]
+    if release["fp16"]:  # score the weights that ship, after their rounding to float16
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     model = build_network(meta.network)
-    load_weights(model, payload["state_dict"], str(checkpoint))
+    load_weights(model, state, str(checkpoint))
     device = torch.device("cpu")
     data = config["data"]
     size = data["input_size"]
@@ -91,9 +95,6 @@ def release_model(checkpoint: str | os.PathLike, model_path: str | os.PathLike, 
 
     base_metrics, base_table = evaluate(model, make_loader(test, **loader_args), ranges, device,
                                         predict=constant)
-    state = payload["state_dict"]
-    if release["fp16"]:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     info = {
         "model_file": Path(model_path).name,
         "command": command,

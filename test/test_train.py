@@ -65,6 +65,42 @@ def test_cli_trains_validates_and_writes_a_run(tmp_path, capsys):
     assert "already holds a checkpoint" in capsys.readouterr().err
 
 
+def test_release_scores_the_released_weights_against_constant_baselines(tmp_path, capsys):
+    from synergy_ros.checkpoint import load_weights
+    from synergy_ros.release import _rounded
+    from synergy_ros.train import evaluate
+    from synergy_ros.train_data import SeededDataset, build_dataset, make_loader
+
+    released = tmp_path / "models" / "tiny.pt"
+    args = ["train", "--config", DEMO, "--output", str(tmp_path / "run"),
+            "--release", str(released)]
+    for override in TINY + ["train.epochs=1", "release.baseline_samples=4",
+                            "release.test={type: synthetic, split: test, num_samples: 3}"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    assert "released" in capsys.readouterr().err
+    model_file = load_model_file(released)
+    assert "training" not in model_file  # no optimizer state in a release
+    assert {v.dtype for v in model_file["state_dict"].values() if v.is_floating_point()} == {
+        torch.float16}
+    info = json.loads(released.with_suffix(".json").read_text())
+    held_out = info["held_out"]
+    assert held_out["images"] == 3 and info["weights_dtype"] == "float16"
+    assert held_out["constant_baseline"]["majority_class"] in model_file["meta"].class_names
+    assert held_out["constant_baseline"]["mean_depth_m"] > 0
+    assert model_file["meta"].extra["held_out"]["model"] == held_out["model"]
+    # the reported metrics are those of the file as shipped (float16 weights)
+    config = load_config(tmp_path / "run" / "config.yaml")
+    network = build_network(model_file["meta"].network)
+    load_weights(network, model_file["state_dict"], str(released))
+    test = SeededDataset(build_dataset(config["release"]["test"], config["data"]["input_size"],
+                                       False, config["seed"]), config["seed"])
+    loader = make_loader(test, batch_size=2, shuffle=False, seed=config["seed"], epoch=0,
+                         skip_batches=0, rank=0, world_size=1, num_workers=0, drop_last=False)
+    metrics, _ = evaluate(network, loader, config["val"]["depth_ranges"], torch.device("cpu"))
+    assert _rounded(metrics) == held_out["model"]
+
+
 def test_weak_supervision_freezes_the_other_branch(tmp_path):
     config = _tiny("train.mode=alternating", "optim.name=sgd", "optim.momentum=0.9",
                    "data.train=[{type: synthetic, num_samples: 4, targets: [depth]}, "
