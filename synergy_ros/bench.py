@@ -169,10 +169,10 @@ def run_benchmark(model: str | os.PathLike, backends: Sequence[str], sizes: Sequ
 
     from synergy_ros.export import ExportOptions, cached_onnx
     from synergy_ros.machine import machine_info
-    from synergy_ros.modelfile import load_model_file
+    from synergy_ros.modelfile import load_model_meta
 
     model = Path(model)
-    meta = load_model_file(model)["meta"]
+    meta = load_model_meta(model)
     cache_dir = cache_dir or tempfile.mkdtemp(prefix="synergy_bench_")
     reasons = available_backends()
     cases, results = [], []

@@ -124,11 +124,14 @@ def save_model_file(path: str | os.PathLike, state_dict: dict, meta: ModelMeta,
     atomic_save(path, lambda handle: torch.save(payload, handle))
 
 
-def load_model_file(path: str | os.PathLike, weights_only: bool = True) -> dict:
+def load_model_file(path: str | os.PathLike, weights_only: bool = True,
+                    mmap: bool = False) -> dict:
     """Load a model file or checkpoint; returns its dict with ``meta`` as a :class:`ModelMeta`.
 
     Raises SynergyError (naming the file and what to do) for missing, truncated or foreign
     files. ``weights_only=True`` (safe unpickling) is used unless the caller asks otherwise.
+    ``mmap=True`` maps tensor storage from the file instead of reading it (cheap when only
+    the metadata is needed).
     """
     import torch
 
@@ -137,7 +140,7 @@ def load_model_file(path: str | os.PathLike, weights_only: bool = True) -> dict:
         raise SynergyError(f"model file {file} does not exist; pass a .pt written by "
                            "`synergy train`, e.g. models/synergy_demo_r18.pt")
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=weights_only)
+        payload = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         raise SynergyError(f"{file} is not a readable synergy_ros model file "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
@@ -150,3 +153,8 @@ def load_model_file(path: str | os.PathLike, weights_only: bool = True) -> dict:
                            f"than this synergy_ros supports ({MODEL_FORMAT_VERSION}); upgrade")
     payload["meta"] = ModelMeta.from_dict(payload.get("meta"), source=str(file))
     return payload
+
+
+def load_model_meta(path: str | os.PathLike) -> ModelMeta:
+    """The :class:`ModelMeta` of a model file without reading its weights into memory."""
+    return load_model_file(path, mmap=True)["meta"]

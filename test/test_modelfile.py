@@ -92,3 +92,20 @@ def test_weights_only_refuses_pickled_code(tmp_path):
                 "state_dict": {}, "obj": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(SynergyError, match="evil.pt is not a readable"):
         load_model_file(tmp_path / "evil.pt")
+
+
+def test_load_model_meta_reads_metadata_only(tmp_path):
+    """load_model_meta returns the same ModelMeta as a full load, and rejects bad files."""
+    import torch
+
+    from synergy_ros.errors import SynergyError
+    from synergy_ros.modelfile import ModelMeta, load_model_file, load_model_meta, save_model_file
+
+    meta = ModelMeta(network={"encoder": "resnet18"}, class_names=["a", "b"],
+                     palette=[(1, 2, 3), (4, 5, 6)], input_size=(48, 64))
+    path = tmp_path / "m.pt"
+    save_model_file(path, {"w": torch.arange(6.0)}, meta)
+    assert load_model_meta(path) == load_model_file(path)["meta"] == meta
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(SynergyError, match="truncated"):
+        load_model_meta(path)

@@ -126,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
             raise SynergyError(f"{checkpoint} is already ONNX; pass the .pt model file")
         height = width = 32  # unused: the ONNX's own size is used
     elif height is None or width is None:
-        from synergy_ros.modelfile import load_model_file
+        from synergy_ros.modelfile import load_model_meta
 
-        model_h, model_w = load_model_file(checkpoint)["meta"].input_size
+        model_h, model_w = load_model_meta(checkpoint).input_size
         height, width = height or model_h, width or model_w
     options = ExportOptions(height=height, width=width, with_attention=args.attention,
                             fp16=args.fp16 and args.format == "onnx",

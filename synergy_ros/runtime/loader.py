@@ -168,10 +168,10 @@ def _export_for(model_path: Path, cache_dir: Path, input_size: Sequence[int] | N
                 with_attention: bool, fp16: bool) -> Path:
     """Cached ONNX export of a .pt model file at ``input_size`` (default its meta's)."""
     from synergy_ros.export import ExportOptions, cached_onnx
-    from synergy_ros.modelfile import load_model_file
+    from synergy_ros.modelfile import load_model_meta
 
     if input_size is None:
-        input_size = load_model_file(model_path)["meta"].input_size
+        input_size = load_model_meta(model_path).input_size
     options = ExportOptions(height=int(input_size[0]), width=int(input_size[1]),
                             with_attention=with_attention, fp16=fp16)
     return cached_onnx(model_path, cache_dir, options)
