@@ -165,3 +165,20 @@ def test_stereo_without_calibration_uses_godard_focal_table(tmp_path):
     (tmp_path / "wide" / "training" / "disp_noc_0" / "000000_10.png").unlink()
     with pytest.raises(SynergyError, match="disparity file"):
         KittiStereoDataset(tmp_path / "wide")
+
+
+def test_outdoor_config_points_at_the_unpacked_scene_flow_folder(tmp_path, monkeypatch):
+    """data_scene_flow.zip unpacks to training/ and testing/; the config names their parent."""
+    from pathlib import Path
+
+    from synergy_ros.config import load_config
+    from synergy_ros.train_data import build_dataset
+
+    config_file = Path(__file__).resolve().parents[1] / "config" / "train_outdoor_weak.yaml"
+    config = load_config(config_file)
+    spec = config["data"]["train"][0]
+    assert spec["type"] == "kitti_stereo"
+    _stereo(tmp_path / "data" / "kitti" / "data_scene_flow")  # unzipped here: training/...
+    monkeypatch.chdir(tmp_path)
+    dataset = build_dataset(spec, config["data"]["input_size"], True, config["seed"])
+    assert len(dataset) == 2 and dataset[0]["has_depth"]
