@@ -139,8 +139,8 @@ SCHEMA: dict = {
     "release": {
         "test": Key(None, "dict", "held-out dataset spec scored by `synergy train --release` "
                                   "(model and constant baselines)", optional=True, merge=False),
-        "baseline_samples": Key(256, "int", "training samples whose mean depth / most frequent "
-                                            "class form the constant baselines"),
+        "baseline_samples": Key(256, "int", "samples per training dataset whose mean depth / "
+                                            "most frequent class form the constant baselines"),
         "fp16": Key(True, "bool", "store the released weights as float16 (half the size)"),
     },
 }

@@ -18,30 +18,40 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from synergy_ros.atomic import atomic_write_text
 from synergy_ros.errors import SynergyError
+from synergy_ros.labels import IGNORE_INDEX
 
 
-def training_statistics(dataset: Any, samples: int, num_classes: int) -> tuple[float, int]:
-    """Mean valid depth (metres) and most frequent class id over the first ``samples``."""
+def training_statistics(datasets: Sequence[Any], samples: int,
+                        num_classes: int) -> tuple[float, int]:
+    """Mean valid depth (metres) and most frequent class id over the first ``samples`` of
+    each training dataset (weakly supervised runs get depth from one, labels from another).
+
+    Raises SynergyError when those samples hold no valid depth or no labelled pixel.
+    """
     import numpy as np
 
     depth_sum, depth_count = 0.0, 0
     class_counts = np.zeros(num_classes, dtype=np.int64)
-    for index in range(min(samples, len(dataset))):
-        sample = dataset[index]
-        depth = sample["depth"].numpy()
-        valid = np.isfinite(depth) & (depth > 0)
-        depth_sum += float(depth[valid].sum())
-        depth_count += int(valid.sum())
-        labels = sample["labels"].numpy().ravel()
-        labels = labels[labels != 255]
-        class_counts += np.bincount(labels, minlength=num_classes)[:num_classes]
+    for dataset in datasets:
+        for index in range(min(samples, len(dataset))):
+            sample = dataset[index]
+            depth = sample["depth"].numpy()
+            valid = np.isfinite(depth) & (depth > 0)
+            depth_sum += float(depth[valid].sum())
+            depth_count += int(valid.sum())
+            labels = sample["labels"].numpy().ravel()
+            labels = labels[labels != IGNORE_INDEX]
+            class_counts += np.bincount(labels, minlength=num_classes)[:num_classes]
     if depth_count == 0:
         raise SynergyError("the training data has no valid depth to form the constant-depth "
                            "baseline from")
+    if not class_counts.any():
+        raise SynergyError("the training data has no labelled pixel to form the "
+                           "constant-class baseline from")
     return depth_sum / depth_count, int(class_counts.argmax())
 
 
@@ -82,8 +92,8 @@ def release_model(checkpoint: str | os.PathLike, model_path: str | os.PathLike, 
     ranges = config["val"]["depth_ranges"]
     model_metrics, model_table = evaluate(model, make_loader(test, **loader_args), ranges,
                                           device)
-    train_set = build_dataset(data["train"][0], size, False, config["seed"])
-    mean_depth, majority = training_statistics(train_set, release["baseline_samples"],
+    train_sets = [build_dataset(spec, size, False, config["seed"]) for spec in data["train"]]
+    mean_depth, majority = training_statistics(train_sets, release["baseline_samples"],
                                                model.num_classes)
 
     def constant(image: torch.Tensor) -> SynergyOutput:

@@ -141,3 +141,21 @@ def test_target_filter_marks_dropped_targets_without_touching_the_dataset():
     assert bool((labels_only["depth"] == 0).all()) and bool((labels_only["labels"] == 3).all())
     assert bool((kept["depth"] == 1).all()) and bool((kept["labels"] == 3).all())
     assert kept["has_depth"] and kept["has_labels"]
+
+
+def test_release_baselines_take_depth_and_labels_from_every_training_dataset():
+    from synergy_ros.release import training_statistics
+
+    depth_only = {**_sample(label=255), "depth": torch.full((1, 4, 6), 2.0),
+                  "has_labels": False}
+    labels_only = {**_sample(label=4), "depth": torch.zeros(1, 4, 6), "has_depth": False}
+    joint = _sample(label=1)  # depth 1 m, class 1
+    datasets = [[depth_only], [labels_only, labels_only, joint]]
+    mean_depth, majority = training_statistics(datasets, samples=8, num_classes=6)
+    assert mean_depth == pytest.approx((24 * 2.0 + 24 * 1.0) / 48) and majority == 4
+    mean_depth, majority = training_statistics(datasets, samples=2, num_classes=6)
+    assert mean_depth == pytest.approx(2.0) and majority == 4  # first 2 samples of each
+    with pytest.raises(SynergyError, match="no labelled pixel"):
+        training_statistics([[depth_only]], samples=8, num_classes=6)
+    with pytest.raises(SynergyError, match="no valid depth"):
+        training_statistics([[labels_only]], samples=8, num_classes=6)
