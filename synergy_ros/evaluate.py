@@ -233,8 +233,7 @@ class _Job:
     frame: MatchedFrame
     camera_info: Any = None
     rgb: np.ndarray | None = None
-    depth: np.ndarray | None = None
-    labels: np.ndarray | None = None
+    prediction: Any = None  # model mode: the runtime Prediction (depth m, labels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,6 +255,7 @@ class Evaluator:
         self.palette: list | None = None
         self._camera_info = None
         self._writer = None
+        self._output_palette: np.ndarray | None = None  # class colours of --output-bag
         self._warned_no_camera_info = False
         self._samples: list[tuple[int, str]] = []  # (frame index, PNG name)
         self._sample_every = 1
@@ -415,9 +415,8 @@ class Evaluator:
             self.scores.add_bad(str(exc).split(":")[0][:80])
             return None
         start = time.perf_counter()
-        prediction = self.predictor.predict(job.rgb)
+        job.prediction = self.predictor.predict(job.rgb)
         self.predict_seconds += time.perf_counter() - start
-        job.depth, job.labels = prediction.depth, prediction.labels
         return job
 
     def _score_job(self, job: "_Job", worker: int) -> dict:
@@ -442,7 +441,7 @@ class Evaluator:
         gt = self._decode_gt(frame.items["gt"], job.camera_info)
         messages = {}
         if options.model:
-            pred_depth, pred_labels = job.depth, job.labels
+            pred_depth, pred_labels = job.prediction.depth, job.prediction.labels
             if self._writer is not None:
                 messages = self._prediction_messages(frame.items["image"], job)
         else:
@@ -531,37 +530,28 @@ class Evaluator:
 
     def _open_output_bag(self) -> None:
         from synergy_ros.bagio import BagWriter
+        from synergy_ros.ros.outputs import palette_lut
 
+        self._output_palette = palette_lut(self.palette, len(self.class_names))
         self._writer = BagWriter(self.options.output_bag, storage="mcap").open()
 
     def _prediction_messages(self, image_msg, job: "_Job") -> dict:
-        """Depth, semantic, semantic_color, camera_info and points messages for one image."""
-        from synergy_ros.labels import colorize
-        from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
-                                                 intrinsics_to_camera_info, labels_to_image)
-        from synergy_ros.ros.pointcloud import build_pointcloud2
+        """The node's depth, semantic, semantic_color, depth/camera_info and points messages."""
+        from synergy_ros.ros.conversions import camera_info_to_intrinsics
+        from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 
         prefix = self.options.output_prefix.rstrip("/")
-        header = image_msg.header
-        rgb, camera_info = job.rgb, job.camera_info
-        depth = np.asarray(job.depth, dtype=np.float32)
-        labels = np.asarray(job.labels)
-        out = {f"{prefix}/depth": array_to_image(depth, "32FC1", header),
-               f"{prefix}/semantic": labels_to_image(labels, header),
-               f"{prefix}/semantic_color": array_to_image(colorize(labels, self.palette),
-                                                          "rgb8", header)}
-        if camera_info is not None:
-            intrinsics = camera_info_to_intrinsics(camera_info).scaled(
-                depth.shape[1], depth.shape[0])
-            colours = resize_to(rgb, depth.shape, nearest=False) if rgb is not None else None
-            out[f"{prefix}/depth/camera_info"] = intrinsics_to_camera_info(intrinsics, header)
-            out[f"{prefix}/points"] = build_pointcloud2(depth, colours, labels, intrinsics,
-                                                        header=header)
+        camera = None
+        if job.camera_info is not None:
+            camera = camera_info_to_intrinsics(job.camera_info)
         elif not self._warned_no_camera_info:  # a repeat from a second thread is harmless
             self._warned_no_camera_info = True
             self.notes.append("no camera_info seen before the images: the output bag has no "
                               "points or depth/camera_info (give --camera-info-topic)")
-        return out
+        wanted = [key for key in OUTPUT_TOPICS if key != "attention"]
+        messages = prediction_messages(job.prediction, job.rgb, camera, image_msg.header,
+                                       self._output_palette, wanted)
+        return {f"{prefix}/{OUTPUT_TOPICS[key]}": msg for key, msg in messages}
 
     # -- results ----------------------------------------------------------------------------
     @property

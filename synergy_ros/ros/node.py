@@ -26,11 +26,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from synergy_ros.errors import SynergyError
 from synergy_ros.geometry import PinholeIntrinsics
 from synergy_ros.ros import params as node_params
-from synergy_ros.ros.conversions import (array_to_image, camera_info_to_intrinsics,
-                                         compressed_to_rgb, image_to_rgb,
-                                         intrinsics_to_camera_info, labels_to_image)
+from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
-from synergy_ros.ros.pointcloud import build_pointcloud2
+from synergy_ros.ros.outputs import OUTPUT_TOPICS, palette_lut, prediction_messages
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
 
 THROTTLE_S = 5.0
@@ -56,15 +54,6 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE,
                       reliability=(ReliabilityPolicy.RELIABLE if reliability == "reliable"
                                    else ReliabilityPolicy.BEST_EFFORT))
-
-
-def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H, W[, C]) image area-resampled to height x width pixels (colours, attention)."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    import cv2
-
-    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
 
 
 class SynergyPipeline:
@@ -98,17 +87,14 @@ class SynergyPipeline:
     def _configure(self, predictor=None) -> None:
         self._predictor = predictor if predictor is not None else self._load_predictor()
         meta = self._predictor.meta
-        self._palette = np.zeros((max(meta.num_classes, 1), 3), np.uint8)
-        self._palette[:len(meta.palette)] = np.asarray(meta.palette, np.uint8).reshape(-1, 3)
+        self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
         out_qos = _qos(s["output_qos_reliability"], s["output_qos_depth"])
-        outputs = {"depth": (Image, "depth"), "depth_info": (CameraInfo, "depth/camera_info"),
-                   "semantic": (Image, "semantic"), "semantic_color": (Image, "semantic_color"),
-                   "points": (PointCloud2, "points")}
-        if s["publish_attention"]:
-            outputs["attention"] = (Image, "attention")
-        self._pubs = {key: self._make_publisher(msg_type, topic, out_qos)
-                      for key, (msg_type, topic) in outputs.items()}
+        types = {"depth": Image, "depth_info": CameraInfo, "semantic": Image,
+                 "semantic_color": Image, "points": PointCloud2, "attention": Image}
+        keys = [key for key in OUTPUT_TOPICS if key != "attention" or s["publish_attention"]]
+        self._pubs = {key: self._make_publisher(types[key], OUTPUT_TOPICS[key], out_qos)
+                      for key in keys}
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -265,42 +251,16 @@ class SynergyPipeline:
         self._output_rate.tick()
 
     def _publish(self, frame: Frame, rgb: np.ndarray, prediction, wanted: dict) -> None:
-        s, header, pubs = self._settings, frame.header, self._pubs
-        depth = np.asarray(prediction.depth, dtype=np.float32)
-        height, width = depth.shape
-        depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
+        s = self._settings
         camera = None
         if wanted["depth_info"] or wanted["points"]:
             camera = self._camera_intrinsics(rgb.shape[1], rgb.shape[0])
-        depth_intrinsics = None if camera is None else camera.scaled(width, height)
-        small_rgb = None
-        if wanted["points"] or (wanted["semantic_color"] and s["semantic_blend"] > 0):
-            small_rgb = _resize(rgb, width, height)
-        if wanted["depth"]:
-            if s["depth_encoding"] == "16UC1":
-                millimetres = np.clip(np.nan_to_num(depth * 1000.0, nan=0.0) + 0.5, 0, 65535)
-                pubs["depth"].publish(array_to_image(millimetres.astype(np.uint16), "16UC1",
-                                                     header))
-            else:
-                pubs["depth"].publish(array_to_image(depth, "32FC1", header))
-        if wanted["depth_info"] and depth_intrinsics is not None:
-            pubs["depth_info"].publish(intrinsics_to_camera_info(depth_intrinsics, header))
-        labels = np.asarray(prediction.labels)
-        if wanted["semantic"]:
-            pubs["semantic"].publish(labels_to_image(labels, header))
-        if wanted["semantic_color"]:
-            colour = np.take(self._palette, labels, axis=0, mode="clip")
-            blend = s["semantic_blend"]
-            if blend > 0:
-                colour = (colour * (1.0 - blend) + small_rgb * blend + 0.5).astype(np.uint8)
-            pubs["semantic_color"].publish(array_to_image(colour, "rgb8", header))
-        if wanted["points"] and depth_intrinsics is not None:
-            pubs["points"].publish(build_pointcloud2(
-                depth, small_rgb, labels, depth_intrinsics, header,
-                decimation=s["cloud_decimation"], max_range=s["max_range"]))
-        if wanted["attention"] and prediction.attention is not None:
-            attention = _resize(np.asarray(prediction.attention, np.float32), width, height)
-            pubs["attention"].publish(array_to_image(attention, "32FC1", header))
+        for key, msg in prediction_messages(
+                prediction, rgb, camera, frame.header, self._palette,
+                [key for key, on in wanted.items() if on], depth_encoding=s["depth_encoding"],
+                semantic_blend=s["semantic_blend"], cloud_decimation=s["cloud_decimation"],
+                max_range=s["max_range"]):
+            self._pubs[key].publish(msg)
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
