@@ -108,6 +108,8 @@ def build_dataset(spec: dict, input_size: Sequence[int], train: bool, seed: int)
                  if p not in ("size", "train")]
         raise SynergyError(f"{kind} dataset: bad 'augment' keys ({exc}); valid: "
                            f"{', '.join(valid)}") from exc
+    except ValueError as exc:  # e.g. depth_mode not divide/keep, scale_range min > max
+        raise SynergyError(f"{kind} dataset: bad 'augment' value: {exc}") from exc
     options = {**spec, "transform": transform, "seed": seed}
     dataset = build_registered(kind, **options)
     if len(targets) < len(TARGET_NAMES):

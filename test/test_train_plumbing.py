@@ -9,8 +9,8 @@ from synergy_ros.config import load_config
 from synergy_ros.errors import SynergyError
 from synergy_ros.train import batch_kind, lr_factor
 from synergy_ros.train_data import (SeededDataset, TargetFilter, batch_schedule,
-                                    batches_per_epoch, consumed_per_source, make_loader,
-                                    preflight)
+                                    batches_per_epoch, build_dataset, consumed_per_source,
+                                    make_loader, preflight)
 
 
 class RandomSamples:
@@ -159,3 +159,15 @@ def test_release_baselines_take_depth_and_labels_from_every_training_dataset():
         training_statistics([[depth_only]], samples=8, num_classes=6)
     with pytest.raises(SynergyError, match="no valid depth"):
         training_statistics([[labels_only]], samples=8, num_classes=6)
+
+
+@pytest.mark.parametrize("augment, pattern", [
+    ("{depth_mode: sideways}", r"augment' value: depth_mode must be 'divide' or 'keep'"),
+    ("{scale_range: [1.5, 1.2]}", r"augment' value: scale_range must be 0 < min <= max"),
+    ("{zoom: 2}", r"augment' keys .*valid: scale_range"),
+])
+def test_bad_augment_options_are_clear_errors(augment, pattern):
+    spec = load_config(None, [f"data.train=[{{type: synthetic, num_samples: 2, "
+                              f"augment: {augment}}}]"])["data"]["train"][0]
+    with pytest.raises(SynergyError, match=pattern):
+        build_dataset(spec, [16, 16], True, 0)
