@@ -74,9 +74,10 @@ def _fields(with_rgb: bool, with_label: bool) -> list:
     fields = [PointField(name=n, offset=_OFFSETS[n], datatype=_FLOAT32, count=1)
               for n in ("x", "y", "z")]
     if with_rgb:
-        fields.append(PointField(name="rgb", offset=16, datatype=_FLOAT32, count=1))
+        fields.append(PointField(name="rgb", offset=_OFFSETS["rgb"], datatype=_FLOAT32, count=1))
     if with_label:
-        fields.append(PointField(name="label", offset=20, datatype=_UINT32, count=1))
+        fields.append(PointField(name="label", offset=_OFFSETS["label"], datatype=_UINT32,
+                                 count=1))
     return fields
 
 
@@ -114,6 +115,10 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndar
         if given is not None and np.shape(given) != shape:
             raise ValueError(f"{name} has shape {np.shape(given)}, expected {shape} "
                              "(registered to the depth image)")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "ui":
+            raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
     d = int(decimation)
     if d > 1:
         depth = depth[::d, ::d]
@@ -133,9 +138,6 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndar
     if with_rgb:
         words[..., 4] = pack_rgb(rgb)
     if with_label:
-        labels = np.asarray(labels)
-        if labels.dtype.kind not in "ui":
-            raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
         words[..., 5] = labels
     fields = {} if header is None else {"header": header}
     return new_message(PointCloud2, data=data, height=h, width=w,
