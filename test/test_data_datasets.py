@@ -235,6 +235,15 @@ def test_nyu_errors_name_the_problem(tmp_path):
     (tmp_path / "text.mat").write_text("not hdf5")
     with pytest.raises(SynergyError, match="HDF5"):
         NYUDepthV2Dataset(tmp_path / "text.mat", "all", label_format="nyu40")
+    (tmp_path / "truncated.mat").write_bytes(mat.read_bytes()[:2048])
+    with pytest.raises(SynergyError, match="truncated.mat.*may be truncated"):
+        NYUDepthV2Dataset(tmp_path / "truncated.mat", "all", label_format="nyu40")
+    (tmp_path / "garbage.npy").write_bytes(b"not a numpy file")
+    with pytest.raises(SynergyError, match="garbage.npy must hold"):
+        NYUDepthV2Dataset(mat, "all", class_mapping=tmp_path / "garbage.npy")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00 1 2")
+    with pytest.raises(SynergyError, match="binary.txt must hold"):
+        NYUDepthV2Dataset(mat, "train", tmp_path / "binary.txt", tmp_path / "map.npy")
 
 
 def test_nyu_dataset_works_in_dataloader_workers(tmp_path):

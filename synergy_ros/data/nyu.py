@@ -64,12 +64,13 @@ def read_mat_variable(path: str | os.PathLike, names: tuple) -> tuple[str, np.nd
 
 
 def _read_numbers(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False).reshape(-1)
     try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False).reshape(-1)
         return np.array(path.read_text(encoding="utf-8").split(), dtype=np.float64)
-    except ValueError as exc:
-        raise SynergyError(f"{path} must hold whitespace-separated numbers ({exc})") from exc
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise SynergyError(f"{path} must hold whitespace-separated numbers or be a numeric "
+                           f".npy array ({exc})") from exc
 
 
 def read_split_indices(path: str | os.PathLike, split: str, count: int) -> np.ndarray:
@@ -140,7 +141,12 @@ class NYUDepthV2Dataset(SampleDataset):
         if not h5py.is_hdf5(self.mat_path):
             raise SynergyError(f"{self.mat_path} is not an HDF5 (MATLAB v7.3) file; expected "
                                f"{MAT_LAYOUT}")
-        with h5py.File(self.mat_path, "r") as mat:
+        try:
+            mat = h5py.File(self.mat_path, "r")
+        except OSError as exc:
+            raise SynergyError(f"cannot open {self.mat_path} ({exc}); it may be truncated: "
+                               f"download it again ({MAT_LAYOUT})") from exc
+        with mat:
             missing = [k for k in ("images", "depths", "labels") if k not in mat]
             if missing:
                 raise SynergyError(f"{self.mat_path} lacks {missing} (it holds "
