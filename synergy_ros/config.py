@@ -283,7 +283,7 @@ def _read_yaml(path: Path) -> dict:
                            "config/train_*.yaml files or your own YAML")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # e.g. a checkpoint passed as config
         raise SynergyError(f"config file {path} is not valid YAML: "
                            f"{str(exc).splitlines()[0]}") from exc
     if data is None:

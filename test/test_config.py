@@ -109,6 +109,9 @@ def test_bad_files(tmp_path):
         load_config(_write(tmp_path / "x.yaml", "a: [1,\n"))
     with pytest.raises(SynergyError, match="mapping"):
         load_config(_write(tmp_path / "y.yaml", "- 1\n- 2\n"))
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04\xff\xfe binary")
+    with pytest.raises(SynergyError, match="last.pt is not valid YAML"):
+        load_config(tmp_path / "last.pt")
 
 
 def test_dump_round_trips(tmp_path):
