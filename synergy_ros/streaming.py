@@ -35,22 +35,26 @@ def prefetch(messages: Iterable[Any], maxsize: int = 8) -> Iterator[Any]:
     done = object()
     stop = threading.Event()
 
+    def put(item: Any) -> bool:
+        """Queue ``item`` unless the consumer has stopped (then False, never blocking)."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def worker() -> None:
         count = 0
         try:
             for item in messages:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
                 count += 1
-            items.put(done)
+            put(done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            items.put(ReadError(count, exc))
+            put(ReadError(count, exc))
 
     thread = threading.Thread(target=worker, name="prefetch", daemon=True)
     thread.start()

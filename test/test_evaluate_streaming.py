@@ -81,3 +81,18 @@ def test_prefetch_stops_its_thread_when_the_consumer_stops():
             break
     time.sleep(0.3)
     assert len(produced) < 10
+
+
+def test_prefetch_thread_ends_when_the_consumer_stops_at_a_full_queue_after_the_source():
+    def alive():
+        return sum(t.name == "prefetch" and t.is_alive() for t in threading.enumerate())
+
+    before = alive()
+    stream = prefetch(iter(range(2)), maxsize=1)
+    assert next(stream) == 0
+    time.sleep(0.3)  # item 1 fills the queue; the end-of-stream marker has to wait
+    stream.close()  # the consumer stops (as evaluate does at --max-frames)
+    deadline = time.monotonic() + 5.0
+    while alive() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive() == before
