@@ -62,9 +62,8 @@ class FrameWorker:
             self.submitted += 1
             if self._has_pending:
                 self.dropped += 1
-                if self._policy == "drop_new":
-                    return False
-                self._pending = item
+                if self._policy == "latest":
+                    self._pending = item
                 return False
             self._pending, self._has_pending = item, True
             self._cond.notify()
