@@ -38,6 +38,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from synergy_ros.atomic import atomic_write_text
 from synergy_ros.errors import SynergyError
 from synergy_ros.ros.conversions import stamp_ns
 
@@ -321,7 +322,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         _say(note)
     _say(f"model: {model_note}")
     marker = {"model": str(model), "frames": options.frames, "started": time.time()}
-    (output / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    atomic_write_text(output / MARKER, json.dumps(marker, indent=2) + "\n")
 
     input_bag = output / "input_bag"
     _say(f"[1/4] writing a synthetic scene bag ({options.frames} frames, "
@@ -531,7 +532,6 @@ def _strip_and_cloud(output: Path, kept: dict, images: Path) -> dict[str, Path]:
 def _write_summary(result: DemoResult) -> None:
     """metrics.json (evaluation + demo counts) and report.md."""
     from synergy_ros import report
-    from synergy_ros.atomic import atomic_write_text
     from synergy_ros.evaluate import json_safe
 
     output = result.output
