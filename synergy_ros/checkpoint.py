@@ -84,13 +84,14 @@ def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: ModelMeta,
     save_model_file(path, state_dict, meta, **{TRAINING_KEY: training})
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
+def load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
     """Load a checkpoint for resuming; raise SynergyError if it is corrupt or not resumable.
 
     Returns the model-file dict (``meta`` as :class:`ModelMeta`, ``state_dict``,
-    ``training``), loaded with ``weights_only=True``.
+    ``training``), loaded with ``weights_only=True``; ``mmap=True`` maps the tensors from
+    the file instead of reading them (for callers that only need the config or metadata).
     """
-    payload = load_model_file(path, weights_only=True)
+    payload = load_model_file(path, weights_only=True, mmap=mmap)
     training = payload.get(TRAINING_KEY)
     if not isinstance(training, dict):
         raise SynergyError(f"{path} is a model file without training state, so it cannot be "

@@ -65,6 +65,19 @@ def test_cli_trains_validates_and_writes_a_run(tmp_path, capsys):
     assert "already holds a checkpoint" in capsys.readouterr().err
 
 
+def test_cli_resume_from_a_checkpoint_path_uses_its_config_and_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", DEMO, "--output", str(out)]
+    for override in TINY + ["train.epochs=1"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3
+    assert main(["train", "--resume", str(out / "last.pt"), "--set", "train.epochs=2"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 6
+    assert [int(r["step"]) for r in _log(out / "train_log.csv")] == list(range(1, 7))
+    assert load_config(out / "config.yaml") == _tiny()  # saved config + the --set
+
+
 def test_release_scores_the_released_weights_against_constant_baselines(tmp_path, capsys):
     from synergy_ros.checkpoint import load_weights
     from synergy_ros.release import _rounded

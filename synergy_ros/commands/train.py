@@ -42,8 +42,9 @@ def resolve_run(args: argparse.Namespace) -> tuple[dict, Path]:
     elif resume_file:
         from synergy_ros.checkpoint import load_checkpoint
 
-        config = apply_overrides(load_checkpoint(resume_file)["training"]["config"],
-                                 args.overrides)
+        # only its config is needed here (mapped, not read); the Trainer loads the weights
+        saved = load_checkpoint(resume_file, mmap=True)["training"]["config"]
+        config = apply_overrides(saved, args.overrides)
         check_config(config)
     else:
         raise SynergyError("pass --config config/train_<name>.yaml (bundled: "
