@@ -124,6 +124,11 @@ def test_kitti_errors(tmp_path):
     (tmp_path / "raw" / DATE / "calib_velo_to_cam.txt").unlink()
     with pytest.raises(SynergyError, match="calib_velo_to_cam"):
         KittiDataset(tmp_path / "raw", "velodyne")
+    (tmp_path / "split.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(SynergyError, match="KITTI split file .*split.png is not a text file"):
+        parse_split_file(tmp_path / "split.png")
+    with pytest.raises(SynergyError, match="KITTI split file .*missing.txt does not exist"):
+        parse_split_file(tmp_path / "missing.txt")
 
 
 def _stereo(root, n=2, calib=True):

@@ -106,6 +106,15 @@ def require_file(path: str | os.PathLike, what: str, layout: str = "") -> Path:
     return file
 
 
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """UTF-8 text of file ``path``; raise SynergyError naming ``what`` if missing or binary."""
+    file = require_file(path, what)
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SynergyError(f"{what} {file} is not a text file ({exc})") from exc
+
+
 def _imread(path: str | os.PathLike) -> np.ndarray:
     """Read an image file unchanged (OpenCV channel order, native bit depth)."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

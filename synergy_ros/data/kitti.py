@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synergy_ros.data.base import (SampleDataset, read_png_depth, read_rgb, require_dir,
-                                   require_file)
+from synergy_ros.data.base import (SampleDataset, read_png_depth, read_rgb, read_text_file,
+                                   require_dir, require_file)
 from synergy_ros.errors import SynergyError
 
 RAW_LAYOUT = ("<raw_root>/<date>/<date>_drive_<nnnn>_sync/image_02/data/<frame>.png with "
@@ -60,9 +60,8 @@ CAMERAS = {"l": "image_02", "r": "image_03"}
 # ----------------------------------------------------------------------------- calibration
 def read_calib_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Parse a KITTI calibration file (``key: v1 v2 ...`` lines; non-numeric lines skipped)."""
-    path = require_file(path, "KITTI calibration file")
     values: dict[str, np.ndarray] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text_file(path, "KITTI calibration file").splitlines():
         key, sep, rest = line.partition(":")
         if not sep:
             continue
@@ -132,9 +131,8 @@ _MONODEPTH = re.compile(r"^(\S+_sync)/(image_0[23])/data/(\d+)\.(?:png|jpg)\b")
 
 def parse_split_file(path: str | os.PathLike) -> list[tuple[str, str, int]]:
     """Read an Eigen-style split file -> [(date/drive_sync, image_0X, frame)]."""
-    path = require_file(path, "KITTI split file")
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text_file(path, "KITTI split file").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
