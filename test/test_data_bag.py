@@ -84,6 +84,10 @@ def test_bag_dataset_errors(tmp_path):
     tiny = BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt",
                       label_set="synthetic", cache_dir=tmp_path / "c", show_progress=False)
     assert tiny[0]["labels"].max() < 6
+    (tiny.cache / "manifest.json").write_text('{"frames": [')  # damaged by hand or disk
+    with pytest.raises(SynergyError, match="manifest.json is unreadable.*delete"):
+        BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt",
+                   label_set="synthetic", cache_dir=tmp_path / "c", show_progress=False)
 
 
 def test_bag_and_synthetic_datasets_in_dataloader_workers(tmp_path):

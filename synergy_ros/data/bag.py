@@ -113,8 +113,12 @@ class BagDataset(SampleDataset):
         manifest = self.cache / "manifest.json"
         if not manifest.is_file():
             self._build_cache(show_progress)
-        self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
-        self.frames = self.manifest["frames"]
+        try:
+            self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+            self.frames = self.manifest["frames"]
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise SynergyError(f"bag cache manifest {manifest} is unreadable ({exc!r}); delete "
+                               f"{self.cache} to rebuild the cache") from exc
         if not self.frames:
             raise SynergyError(f"no frames of bag {self.bag} could be matched by header stamp "
                                f"({self.manifest['summary']}); check the topics or raise "
