@@ -198,17 +198,15 @@ class Recorder:
 
     def __init__(self, node, bag_path: Path, topics: dict[str, str]) -> None:
         """Create reliable subscriptions for every topic (type names as in a bag)."""
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-
         from synergy_ros.bagio import BagWriter, message_class
+        from synergy_ros.ros.qos import qos_profile
 
         self.writer = BagWriter(bag_path, storage="mcap").open()
         self.stamps: dict[str, list[int]] = {topic: [] for topic in topics}
         self.kept: dict[str, object] = {}
         self.keep_stamp: int | None = None
         self.condition = threading.Condition()
-        qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.RELIABLE)
+        qos = qos_profile(reliable=True, depth=50)
         self.subscriptions = [node.create_subscription(message_class(msgtype), topic,
                                                        self._callback(topic), qos)
                               for topic, msgtype in topics.items()]

@@ -99,14 +99,13 @@ class Player:
     """
 
     def __init__(self, node, topic_types: dict[str, str], options: ReplayOptions) -> None:
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from synergy_ros.ros.qos import qos_profile
 
         self.node = node
         self.options = options
         wanted = options.topics or tuple(topic_types)
         require_topics(topic_types, wanted, "the bag")
-        qos = QoSProfile(depth=options.qos_depth, history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.RELIABLE)
+        qos = qos_profile(reliable=True, depth=options.qos_depth)
         self.output_topic = {topic: options.remaps.get(topic, topic) for topic in wanted}
         self.publishers = {
             topic: node.create_publisher(message_class(topic_types[topic]), out, qos)

@@ -20,7 +20,6 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from synergy_ros.errors import SynergyError
@@ -29,6 +28,7 @@ from synergy_ros.ros import params as node_params
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
 from synergy_ros.ros.outputs import OUTPUT_TOPICS, palette_lut, prediction_messages
+from synergy_ros.ros.qos import qos_profile
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
 
 THROTTLE_S = 5.0
@@ -47,13 +47,6 @@ class Frame:
     received: float
     rgb: np.ndarray | None = None
     compressed: Any = None
-
-
-def _qos(reliability: str, depth: int) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
-                      durability=DurabilityPolicy.VOLATILE,
-                      reliability=(ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                                   else ReliabilityPolicy.BEST_EFFORT))
 
 
 class SynergyPipeline:
@@ -89,7 +82,7 @@ class SynergyPipeline:
         meta = self._predictor.meta
         self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
-        out_qos = _qos(s["output_qos_reliability"], s["output_qos_depth"])
+        out_qos = qos_profile(s["output_qos_reliability"] == "reliable", s["output_qos_depth"])
         types = {"depth": Image, "depth_info": CameraInfo, "semantic": Image,
                  "semantic_color": Image, "points": PointCloud2, "attention": Image}
         keys = [key for key in OUTPUT_TOPICS if key != "attention" or s["publish_attention"]]
@@ -102,7 +95,7 @@ class SynergyPipeline:
 
     def _activate(self) -> None:
         s = self._settings
-        in_qos = _qos(s["qos_reliability"], s["qos_depth"])
+        in_qos = qos_profile(s["qos_reliability"] == "reliable", s["qos_depth"])
         if s["use_compressed"]:
             self._image_sub = self.create_subscription(
                 CompressedImage, "image/compressed", self._on_compressed, in_qos)

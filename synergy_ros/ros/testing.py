@@ -113,15 +113,13 @@ class RosHarness:
 
     def publisher(self, msg_type, topic: str, reliable: bool = True, depth: int = 10):
         """A publisher on ``topic`` with the given reliability, keep-last ``depth``."""
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from synergy_ros.ros.qos import qos_profile
 
-        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable
-                         else ReliabilityPolicy.BEST_EFFORT)
-        return self.node.create_publisher(msg_type, topic, qos)
+        return self.node.create_publisher(msg_type, topic, qos_profile(reliable, depth))
 
     def record(self, msg_type, topic: str, key: str | None = None, reliable: bool = True):
         """Subscribe to ``topic`` and keep every message under ``key`` (default: topic)."""
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from synergy_ros.ros.qos import qos_profile
 
         key = key or topic
         with self._lock:
@@ -133,9 +131,8 @@ class RosHarness:
                 self.received[key].append(msg)
                 self.receive_times[key].append(time.perf_counter())
 
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE if reliable
-                         else ReliabilityPolicy.BEST_EFFORT)
-        return self.node.create_subscription(msg_type, topic, callback, qos)
+        return self.node.create_subscription(msg_type, topic, callback,
+                                             qos_profile(reliable, 50))
 
     def messages(self, key: str) -> list:
         """A copy of the messages recorded under ``key``."""
