@@ -3,15 +3,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -19,7 +15,8 @@ from std_msgs.msg import Header
 from synergy_ros.bagio import BagWriter
 from synergy_ros.errors import SynergyError
 from synergy_ros.replay import ReplayOptions, parse_remap
-from synergy_ros.ros.conversions import array_to_image
+from synergy_ros.ros.conversions import array_to_image, stamp_ns
+from synergy_ros.ros.testing import RosHarness
 
 pytestmark = pytest.mark.ros
 
@@ -40,43 +37,18 @@ def _write_bag(path, frames=5):
     return path
 
 
-class Recorder:
-    """Subscribes to topics on its own context and records (topic, stamp_ns, arrival, msg)."""
+def _recorder(topics):
+    """A RosHarness recording every topic of ``topics`` ({name: type}) under its name."""
+    harness = RosHarness("/")
+    for topic, msg_type in topics.items():
+        harness.record(msg_type, topic)
+    return harness
 
-    def __init__(self, topics):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("replay_test_recorder", context=self.context)
-        self.received = []
-        self.lock = threading.Lock()
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        for topic, msg_type in topics.items():
-            self.node.create_subscription(msg_type, topic, self._callback(topic), qos)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
 
-    def _callback(self, topic):
-        def callback(msg):
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            with self.lock:
-                self.received.append((topic, stamp, time.monotonic(), msg))
-        return callback
-
-    def wait_for(self, count, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.received) >= count:
-                    return list(self.received)
-            time.sleep(0.02)
-        return list(self.received)
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+def _wait_for(harness, count, timeout=20.0):
+    """Wait until ``count`` messages arrived over all topics (or ``timeout`` s)."""
+    harness.wait_for(lambda: sum(len(harness.messages(key)) for key in harness.received)
+                     >= count, timeout)
 
 
 def _replay(args, **kwargs):
@@ -88,63 +60,66 @@ def _replay(args, **kwargs):
 
 def _replay_and_record(topics, args, count):
     """Run `synergy replay ARGS` to a clean exit while recording ``topics`` ({name: type});
-    returns (stderr, the first ``count`` messages as Recorder tuples)."""
-    recorder = Recorder(topics)
+    returns (stderr, {topic: messages}, {topic: arrival times}) once ``count`` arrived."""
+    harness = _recorder(topics)
     try:
         proc = _replay(args)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        return err, recorder.wait_for(count)
+        _wait_for(harness, count)
+        return (err, {topic: harness.messages(topic) for topic in topics},
+                {topic: list(harness.receive_times[topic]) for topic in topics})
     finally:
-        recorder.close()
+        harness.close()
 
 
 def test_replay_publishes_recorded_bytes_in_order_with_timing(tmp_path):
     bag = _write_bag(tmp_path / "bag")
-    err, got = _replay_and_record(
+    err, got, arrivals = _replay_and_record(
         {"/camera/image_raw": Image, "/cam/info": CameraInfo},
         [str(bag), "--rate", "2", "--remap", "/camera/camera_info:=/cam/info"], 10)
     assert "published 10 messages" in err
     for topic in ("/cam/info", "/camera/image_raw"):  # DDS keeps order per topic
-        assert [s for t, s, _, _ in got if t == topic] == [START_NS + i * PERIOD_NS
-                                                           for i in range(5)]
-    images = [m for t, _, _, m in got if t == "/camera/image_raw"]
-    assert [bytes(m.data)[0] for m in images] == [0, 1, 2, 3, 4]
-    first = next(m for t, _, _, m in got if t == "/cam/info")
+        assert [stamp_ns(m) for m in got[topic]] == [START_NS + i * PERIOD_NS
+                                                     for i in range(5)]
+    assert [bytes(m.data)[0] for m in got["/camera/image_raw"]] == [0, 1, 2, 3, 4]
+    first = got["/cam/info"][0]
     assert (first.width, first.height, first.header.frame_id) == (6, 4, "cam")
     # Recorded 0.8 s apart at --rate 2: at least ~0.4 s between first and last arrival.
-    arrivals = [a for t, _, a, _ in got if t == "/camera/image_raw"]
-    assert arrivals[-1] - arrivals[0] >= 0.35
+    images = arrivals["/camera/image_raw"]
+    assert images[-1] - images[0] >= 0.35
 
 
 def test_replay_topics_and_start_select_messages(tmp_path):
     bag = _write_bag(tmp_path / "bag")
-    recorder = Recorder({"/camera/image_raw": Image, "/camera/camera_info": CameraInfo})
+    harness = _recorder({"/camera/image_raw": Image, "/camera/camera_info": CameraInfo})
     try:
         proc = _replay([str(bag), "--rate", "10", "--topics", "/camera/image_raw",
                         "--start", "0.5"])
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        recorder.wait_for(2, timeout=10)
+        _wait_for(harness, 2, timeout=10)
         time.sleep(0.3)  # nothing else may arrive
-        got = recorder.wait_for(99, timeout=0.1)
+        images, infos = harness.messages("/camera/image_raw"), harness.messages(
+            "/camera/camera_info")
     finally:
-        recorder.close()
+        harness.close()
     # frames at 0.0, 0.2, 0.4 s are skipped; 0.6 and 0.8 s are played, image topic only
-    assert [(t, s) for t, s, _, _ in got] == [("/camera/image_raw", START_NS + i * PERIOD_NS)
-                                              for i in (3, 4)]
+    assert [stamp_ns(m) for m in images] == [START_NS + i * PERIOD_NS for i in (3, 4)]
+    assert infos == []
 
 
 def test_ctrl_c_stops_a_looping_replay_cleanly(tmp_path):
     bag = _write_bag(tmp_path / "bag")
-    recorder = Recorder({"/camera/image_raw": Image})
+    harness = _recorder({"/camera/image_raw": Image})
     try:
         proc = _replay([str(bag), "--loop", "--topics", "/camera/image_raw"])
-        assert len(recorder.wait_for(3, timeout=30)) >= 3  # it is playing
+        _wait_for(harness, 3, timeout=30)
+        assert len(harness.messages("/camera/image_raw")) >= 3  # it is playing
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     finally:
-        recorder.close()
+        harness.close()
     assert proc.returncode == 130, err
     assert "interrupted after" in err and "Traceback" not in err
 
@@ -170,6 +145,6 @@ def test_replayed_bytes_are_the_recorded_bytes(tmp_path):
 
     bag = _write_bag(tmp_path / "bag", frames=2)
     recorded = [m.data for m in iter_messages(bag, ["/camera/image_raw"])]
-    _, got = _replay_and_record({"/camera/image_raw": Image},
-                                [str(bag), "--rate", "5", "--topics", "/camera/image_raw"], 2)
-    assert [serialize_message(m) for _, _, _, m in got] == recorded
+    _, got, _ = _replay_and_record({"/camera/image_raw": Image},
+                                   [str(bag), "--rate", "5", "--topics", "/camera/image_raw"], 2)
+    assert [serialize_message(m) for m in got["/camera/image_raw"]] == recorded
