@@ -79,14 +79,17 @@ class RosHarness:
 
     def __init__(self, namespace: str = "/") -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
 
         self.namespace = namespace
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"harness_{int(time.time() * 1e3) % 100000}",
                                       namespace=namespace, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        # One executor thread: rclpy's MultiThreadedExecutor busy-polls while the node's
+        # mutually exclusive callback group is running (ros2/rclpy#1452), taking the GIL and
+        # the shared cores from the very publisher loop and worker thread a test measures.
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._nodes = [self.node]
         self.received: dict[str, list] = {}
