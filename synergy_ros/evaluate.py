@@ -37,8 +37,8 @@ from synergy_ros import report
 from synergy_ros.atomic import atomic_write_text
 from synergy_ros.errors import SynergyError
 from synergy_ros.matching import MatchedFrame, StampMatcher
-from synergy_ros.scoring_io import (depth_from_cloud, depth_from_image, labels_from_image,
-                                    resize_to, stamp_ns)
+from synergy_ros.ros.conversions import stamp_ns
+from synergy_ros.scoring_io import depth_from_cloud, depth_from_image, labels_from_image, resize_to
 from synergy_ros.streaming import OrderedPool, ReadError, default_workers, prefetch
 
 IMAGE = "sensor_msgs/msg/Image"

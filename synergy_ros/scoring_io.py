@@ -7,9 +7,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# One header-stamp reader for every module; synergy_ros.data.bag imports it from here.
-from synergy_ros.ros.conversions import stamp_ns  # noqa: F401
-
 
 def depth_from_image(msg) -> np.ndarray:
     """Decode a depth Image to (H, W) float32 metres with NaN where invalid.
