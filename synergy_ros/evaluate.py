@@ -530,7 +530,7 @@ class Evaluator:
 
     def _open_output_bag(self) -> None:
         from synergy_ros.bagio import BagWriter
-        from synergy_ros.ros.outputs import palette_lut
+        from synergy_ros.labels import palette_lut
 
         self._output_palette = palette_lut(self.palette, len(self.class_names))
         self._writer = BagWriter(self.options.output_bag, storage="mcap").open()

@@ -159,11 +159,20 @@ def get_label_set(name: str) -> LabelSet:
     return _FACTORIES[name]()
 
 
+def palette_lut(palette, num_classes: int) -> np.ndarray:
+    """(max(num_classes, 1), 3) uint8 colour per class id; classes without a colour are black."""
+    lut = np.zeros((max(int(num_classes), 1), 3), np.uint8)
+    colours = np.asarray(palette, np.uint8).reshape(-1, 3)[:len(lut)]
+    lut[:len(colours)] = colours
+    return lut
+
+
 def colorize(labels: np.ndarray, palette) -> np.ndarray:
     """Colour a label image.
 
     Args:
-        labels: (H, W) integer class ids; ids outside the palette (e.g. 255 = ignore) are black.
+        labels: (H, W) integer class ids (any count, mono16 models included); ids outside the
+            palette (e.g. 255 = ignore) are black.
         palette: sequence of (r, g, b) 0-255 colours, one per class id.
 
     Returns:
@@ -172,11 +181,9 @@ def colorize(labels: np.ndarray, palette) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    colours = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
-    lut[:len(colours)] = colours
+    lut = palette_lut(palette, len(np.asarray(palette).reshape(-1, 3)))
     ids = labels.astype(np.int64)
-    valid = (ids >= 0) & (ids < len(colours))
+    valid = (ids >= 0) & (ids < len(lut))
     out = lut[np.where(valid, ids, 0)]
     out[~valid] = 0
     return out

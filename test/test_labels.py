@@ -72,3 +72,17 @@ def test_colorize_uses_palette_and_blacks_out_ignore():
     assert out[1, 0].tolist() == [0, 0, 0]
     with pytest.raises(ValueError):
         colorize(np.zeros((2, 2, 2)), palette)
+
+
+def test_colorize_colours_ids_above_255():
+    """Models with more than 256 classes (mono16 output) get their colours, not black."""
+    import numpy as np
+
+    from synergy_ros.labels import colorize
+
+    palette = [(i % 256, (i // 256) * 10, 7) for i in range(300)]
+    out = colorize(np.array([[299, 3], [300, 255]]), palette)
+    assert out[0, 0].tolist() == [299 % 256, 10, 7]
+    assert out[0, 1].tolist() == [3, 0, 7]
+    assert out[1, 0].tolist() == [0, 0, 0]  # beyond the palette
+    assert out[1, 1].tolist() == [255, 0, 7]

@@ -24,10 +24,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from synergy_ros.errors import SynergyError
 from synergy_ros.geometry import PinholeIntrinsics
+from synergy_ros.labels import palette_lut
 from synergy_ros.ros import params as node_params
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
-from synergy_ros.ros.outputs import OUTPUT_TOPICS, palette_lut, prediction_messages
+from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 from synergy_ros.ros.qos import qos_profile
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
 

@@ -23,14 +23,6 @@ OUTPUT_TOPICS = {"depth": "depth", "depth_info": "depth/camera_info", "semantic"
                  "attention": "attention"}
 
 
-def palette_lut(palette, num_classes: int) -> np.ndarray:
-    """(max(num_classes, 1), 3) uint8 colour per class id; classes without a colour are black."""
-    lut = np.zeros((max(int(num_classes), 1), 3), np.uint8)
-    colours = np.asarray(palette, np.uint8).reshape(-1, 3)[:len(lut)]
-    lut[:len(colours)] = colours
-    return lut
-
-
 def resize_area(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """(H, W[, C]) image area-resampled to height x width pixels (colours, attention)."""
     if image.shape[1] == width and image.shape[0] == height:
@@ -53,7 +45,7 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
         rgb: (H, W, 3) uint8 camera image the prediction was made from.
         camera: intrinsics of the H x W camera image; None skips depth_info and points.
         header: std_msgs/Header copied into every message (stamp, optical frame).
-        palette: (C, 3) uint8 colours per class id (:func:`palette_lut`).
+        palette: (C, 3) uint8 colours per class id (:func:`synergy_ros.labels.palette_lut`).
         wanted: the keys to build (attention only when the prediction has one).
         depth_encoding: ``32FC1`` metres with NaN invalid, or ``16UC1`` millimetres, 0 invalid.
         semantic_blend: weight of the camera image in semantic_color (0 = palette only).
