@@ -116,23 +116,14 @@ def build_untrained_model(path: str | Path, input_size: tuple[int, int] = (96, 1
     It has the ``synthetic`` label set and runs at ``input_size`` (h, w) pixels. Its depth and
     labels are meaningless; it lets the pipeline run where no trained model exists.
     """
-    import torch
-
     from synergy_ros.labels import get_label_set
-    from synergy_ros.modelfile import ModelMeta, save_model_file
-    from synergy_ros.network import NetworkConfig, build_network
+    from synergy_ros.modelfile import save_untrained_model
 
     labels = get_label_set("synthetic")
-    torch.manual_seed(seed)
-    config = NetworkConfig(encoder="resnet18", num_classes=len(labels.class_names),
-                           decoder_width=64, max_depth=10.0)
-    network = build_network(config)
-    meta = ModelMeta(network=config.to_dict(), class_names=list(labels.class_names),
-                     palette=[tuple(c) for c in labels.palette], input_size=tuple(input_size),
-                     max_depth=config.max_depth,
-                     extra={"note": "untrained (random weights): for pipeline checks only"})
-    save_model_file(path, network.state_dict(), meta)
-    return Path(path)
+    return save_untrained_model(
+        path, {"encoder": "resnet18", "decoder_width": 64, "max_depth": 10.0},
+        labels.class_names, labels.palette, input_size=input_size, seed=seed,
+        extra={"note": "untrained (random weights): for pipeline checks only"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,19 +18,13 @@ INPUT_SIZE = (64, 96)
 def make_model_file(path, num_classes=NUM_CLASSES, input_size=INPUT_SIZE, seed=0,
                     class_names=None):
     """Write a real (untrained, seeded) resnet18 synergy model file; returns its path."""
-    import torch
+    from synergy_ros.modelfile import save_untrained_model
 
-    from synergy_ros.modelfile import save_model_file
-    from synergy_ros.network import NetworkConfig, build_network
-
-    torch.manual_seed(seed)
-    config = NetworkConfig(encoder="resnet18", num_classes=num_classes, decoder_width=64)
-    net = build_network(config)
     names = class_names or [f"class{i}" for i in range(num_classes)]
-    meta = ModelMeta(network=config.to_dict(), class_names=names,
-                     palette=[(10 * i, 20, 30) for i in range(len(names))],
-                     input_size=input_size, max_depth=config.max_depth)
-    save_model_file(path, net.state_dict(), meta)
+    save_untrained_model(path, {"encoder": "resnet18", "num_classes": num_classes,
+                                "decoder_width": 64},
+                         names, [(10 * i, 20, 30) for i in range(len(names))],
+                         input_size=input_size, seed=seed)
     return path
 
 

@@ -61,23 +61,17 @@ def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
     """Write a seeded, untrained model file of the given encoder; returns its path."""
     import os
 
-    import torch
-
     from synergy_ros.labels import get_label_set
-    from synergy_ros.modelfile import ModelMeta, save_model_file
-    from synergy_ros.network import NetworkConfig, build_network
+    from synergy_ros.modelfile import save_untrained_model
 
-    torch.manual_seed(0)
-    config = NetworkConfig(encoder=encoder, num_classes=num_classes)
     labels = get_label_set("nyu40")
     names, palette = labels.class_names, labels.palette
     if len(names) != num_classes:  # any other class count: generic names
         names = [f"class{i}" for i in range(num_classes)]
         palette = [((37 * i) % 256, (91 * i) % 256, (173 * i) % 256) for i in range(num_classes)]
-    meta = ModelMeta(network=config.to_dict(), class_names=names, palette=palette,
-                     max_depth=config.max_depth, extra={"weights": "untrained (benchmark)"})
     path = os.path.join(folder, f"untrained_{encoder}.pt")
-    save_model_file(path, build_network(config).state_dict(), meta)
+    save_untrained_model(path, {"encoder": encoder}, names, palette,
+                         extra={"weights": "untrained (benchmark)"})
     return path
 
 

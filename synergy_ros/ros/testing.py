@@ -28,21 +28,13 @@ def make_model_file(path: str | Path, num_classes: int = 5, input_size=(48, 64),
         encoder: resnet18/34/50/101.
         seed: torch seed for the random weights.
     """
-    import torch
+    from synergy_ros.modelfile import save_untrained_model
 
-    from synergy_ros.modelfile import ModelMeta, save_model_file
-    from synergy_ros.network import build_network
-
-    torch.manual_seed(seed)
-    network = build_network({"encoder": encoder, "num_classes": num_classes,
-                             "max_depth": 10.0})
     rng = np.random.default_rng(seed)
-    meta = ModelMeta(network=network.config.to_dict(),
-                     class_names=[f"class_{i}" for i in range(num_classes)],
-                     palette=rng.integers(0, 256, (num_classes, 3)).tolist(),
-                     input_size=tuple(input_size), max_depth=10.0)
-    save_model_file(path, network.state_dict(), meta)
-    return Path(path)
+    return save_untrained_model(path, {"encoder": encoder, "max_depth": 10.0},
+                                [f"class_{i}" for i in range(num_classes)],
+                                rng.integers(0, 256, (num_classes, 3)).tolist(),
+                                input_size=input_size, seed=seed)
 
 
 def slow_predictor(model_path: str | Path, delay_s: float, **kwargs):
