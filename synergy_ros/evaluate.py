@@ -449,20 +449,17 @@ class Evaluator:
             pred_labels = (labels_from_image(frame.items["pred_sem"])
                            if "pred_sem" in frame.items else None)
         depth = resize_to(np.asarray(pred_depth, dtype=np.float32), gt.shape, nearest=False)
-        gt_valid = np.isfinite(gt) & (gt > 0)
-        pred_valid = np.isfinite(depth) & (depth > 0)
-        valid = gt_valid & pred_valid
-        coverage = float(valid.sum()) / max(int(gt_valid.sum()), 1)
-        if valid.mean() < 0.5:  # sparse GT (e.g. lidar): score the valid pixels as one row
-            gt_scored, pred_scored = gt[valid][None, :], depth[valid][None, :]
-        else:  # dense GT: mask in place (no crop is applied, so both give the same metrics)
-            gt_scored = np.where(valid, gt, np.float32(0.0))
-            pred_scored = np.where(pred_valid, depth, np.float32(options.min_depth))
+        gt_valid = np.isfinite(gt)  # the decoders mark invalid ground truth with NaN
+        with np.errstate(invalid="ignore"):
+            pred_valid = np.isfinite(depth)
+            pred_valid &= depth > 0
+        covered = np.count_nonzero(gt_valid & pred_valid)
+        coverage = covered / max(np.count_nonzero(gt_valid), 1)
         # the range evaluator's "all" row is this image's depth_metrics (same mask and clip)
-        per_range = acc.ranges.update(pred_scored, gt_scored)
+        per_range = acc.ranges.update(depth, gt, mask=pred_valid)
         metrics = per_range.get("all") or dict.fromkeys(DEPTH_METRIC_KEYS, math.nan)
         if acc.bins is not None:
-            in_range = valid & (gt > options.min_depth) & (gt < options.max_depth)
+            in_range = gt_valid & pred_valid & (gt > options.min_depth) & (gt < options.max_depth)
             acc.bins.update(depth, gt, in_range)
         row = {"frame": job.index, "stamp_ns": frame.stamp_ns, "stamp_s": frame.stamp_ns / 1e9,
                "gt_dt_ms": frame.dt_ns("gt") / 1e6, "coverage": coverage, **metrics}
@@ -470,9 +467,7 @@ class Evaluator:
         if acc.confusion is not None and "sem_gt" in frame.items and pred_labels is not None:
             labels_gt = labels_from_image(frame.items["sem_gt"])
             labels = resize_to(np.asarray(pred_labels), labels_gt.shape, nearest=True)
-            before = acc.confusion.matrix.copy()
-            acc.confusion.update(labels, labels_gt)
-            frame_matrix = acc.confusion.matrix - before  # this frame's confusion (C x C)
+            frame_matrix = acc.confusion.update(labels, labels_gt)  # this frame's (C x C)
             total = int(frame_matrix.sum())
             row["pixel_acc"] = float(np.trace(frame_matrix)) / total if total else math.nan
         self._maybe_sample(job.index, job.rgb, depth, gt, labels, labels_gt)
