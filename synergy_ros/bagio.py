@@ -16,7 +16,11 @@ Ctrl-C) still finalises the bag, so what was written stays readable.
 
 Reading is streaming: :func:`iter_messages` yields one :class:`BagMessage` at a time (raw CDR
 bytes plus lazy deserialisation) and never loads the whole bag. A path may be a bag directory
-(with ``metadata.yaml``) or a bare ``.mcap`` / ``.db3`` file.
+(with ``metadata.yaml``) or a bare ``.mcap`` / ``.db3`` file, or a ROS 1 ``.bag`` file: ROS 1
+bags are read with ``rosbags.highlevel.AnyReader`` (message definitions from the bag), each
+message converted to its rclpy type (:mod:`synergy_ros.ros1_messages`: ``Header.seq`` dropped,
+``CameraInfo.K`` -> ``k``) and re-serialised as CDR, so everything downstream, replay included,
+sees ROS 2 messages.
 """
 from __future__ import annotations
 
@@ -213,7 +217,8 @@ class BagMessage:
         topic: topic name.
         msgtype: ROS 2 type name (``sensor_msgs/msg/Image``).
         log_time_ns: time the message was recorded (bag timestamp, ns).
-        data: serialised CDR bytes.
+        data: serialised CDR bytes (empty when ``error`` is set).
+        error: why a ROS 1 message could not be converted (None when it was).
     """
 
     topic: str
@@ -221,10 +226,13 @@ class BagMessage:
     log_time_ns: int
     data: bytes
     _message: object = dataclasses.field(default=None, repr=False, compare=False)
+    error: SynergyError | None = dataclasses.field(default=None, compare=False)
 
     @property
     def message(self):
-        """The rclpy message, deserialised on first access."""
+        """The rclpy message, deserialised on first access (SynergyError if it cannot be)."""
+        if self.error is not None:
+            raise self.error
         if self._message is None:
             self._message = deserialize(self.data, self.msgtype, self.topic)
         return self._message
@@ -243,6 +251,25 @@ def deserialize(data: bytes, msgtype: str, topic: str = "?"):
                            "from the installed one or the bag is corrupt") from exc
 
 
+def ros1_to_rclpy(value, msgtype: str):
+    """The rclpy message of ``msgtype`` holding a ``rosbags``-deserialised ROS 1 message."""
+    from synergy_ros.ros1_messages import to_rclpy
+
+    return to_rclpy(value, message_class(msgtype))
+
+
+def _ros1_message(reader, conn, log_time_ns: int, data, serialize) -> BagMessage:
+    """One ROS 1 message as a BagMessage of CDR bytes, or carrying why it cannot be one."""
+    try:
+        msg = ros1_to_rclpy(reader.deserialize(data, conn.msgtype), conn.msgtype)
+        return BagMessage(conn.topic, conn.msgtype, log_time_ns, serialize(msg), msg)
+    except Exception as exc:  # noqa: BLE001 - rosbags / rclpy raise many types for bad data
+        error = exc if isinstance(exc, SynergyError) else SynergyError(
+            f"cannot convert a ROS 1 {conn.msgtype} message on {conn.topic} "
+            f"({type(exc).__name__}: {exc}); the bag is corrupt or its definition differs")
+        return BagMessage(conn.topic, conn.msgtype, log_time_ns, b"", error=error)
+
+
 def _bag_path(path: str | os.PathLike) -> Path:
     bag = Path(path)
     if not bag.exists():
@@ -254,23 +281,36 @@ def _bag_path(path: str | os.PathLike) -> Path:
                 f"{bag}` to rebuild the metadata" if storage else "")
         raise SynergyError(f"{bag} is not a rosbag2 bag: metadata.yaml is missing (the "
                            f"recorder may have been killed before finishing){hint}")
-    if bag.is_file() and bag.suffix not in (".mcap", ".db3"):
-        raise SynergyError(f"{bag} is not a bag file: expected a .mcap or .db3 file or a "
-                           "rosbag2 directory")
+    if bag.is_file() and bag.suffix not in (".mcap", ".db3", ".bag"):
+        raise SynergyError(f"{bag} is not a bag file: expected a rosbag2 directory, a .mcap "
+                           "or .db3 file, or a ROS 1 .bag file")
     return bag
 
 
-def _open_reader(path: str | os.PathLike):
-    from rosbags.rosbag2 import Reader
+def _is_ros1(bag: Path) -> bool:
+    return bag.is_file() and bag.suffix == ".bag"
 
+
+def _open_reader(path: str | os.PathLike):
+    """An open rosbags reader: rosbag2 ``Reader``, or ``AnyReader`` for a ROS 1 ``.bag``."""
     bag = _bag_path(path)
     try:
-        reader = Reader(bag)
+        if _is_ros1(bag):
+            from rosbags.highlevel import AnyReader
+
+            reader = AnyReader([bag])
+        else:
+            from rosbags.rosbag2 import Reader
+
+            reader = Reader(bag)
         reader.open()
     except Exception as exc:  # noqa: BLE001 - rosbags raises ReaderError, sqlite, yaml, OSError
-        fix = ("`mcap recover` (the mcap CLI) rebuilds a truncated MCAP file" if
-               any(p.suffix == ".mcap" for p in [bag, *bag.glob("*.mcap")])
-               else "`ros2 bag reindex` may rebuild it")
+        if _is_ros1(bag):
+            fix = "`rosbag reindex` (ROS 1) rebuilds the index of an unclosed bag"
+        elif any(p.suffix == ".mcap" for p in [bag, *bag.glob("*.mcap")]):
+            fix = "`mcap recover` (the mcap CLI) rebuilds a truncated MCAP file"
+        else:
+            fix = "`ros2 bag reindex` may rebuild it"
         raise SynergyError(f"cannot open bag {bag}: {type(exc).__name__}: {exc}; the bag is "
                            f"corrupt or truncated (no message could be read; {fix})") from exc
     return reader
@@ -354,6 +394,9 @@ def _stream(bag: Path, topics: list[str]) -> Iterator[BagMessage]:
         return
     reader = _open_reader(bag)
     read, last_ns = 0, None
+    ros1 = _is_ros1(bag)
+    if ros1:
+        from rclpy.serialization import serialize_message
     try:
         selected = [c for c in reader.connections if c.topic in topics]
         expected = sum(int(c.msgcount) for c in selected)
@@ -371,7 +414,10 @@ def _stream(bag: Path, topics: list[str]) -> Iterator[BagMessage]:
                                    "are intact (try `ros2 bag reindex` or re-record)") from exc
             read += 1
             last_ns = int(timestamp)
-            yield BagMessage(conn.topic, conn.msgtype, last_ns, bytes(data))
+            if ros1:
+                yield _ros1_message(reader, conn, last_ns, data, serialize_message)
+            else:
+                yield BagMessage(conn.topic, conn.msgtype, last_ns, bytes(data))
         if read < expected:  # a damaged MCAP chunk can end the stream early without an error
             raise SynergyError(f"bag {bag} is corrupt: its index lists {expected} messages on "
                                f"{', '.join(topics)} but reading stopped after {read} (last at "

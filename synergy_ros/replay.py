@@ -55,6 +55,7 @@ class ReplayStats:
     wall_s: float = 0.0
     max_late_s: float = 0.0
     interrupted: bool = False
+    skipped: int = 0  # ROS 1 messages that could not be converted to ROS 2
 
     @property
     def total(self) -> int:
@@ -67,7 +68,8 @@ class ReplayStats:
         how = "interrupted after" if self.interrupted else "published"
         return (f"{how} {self.total} messages in {self.wall_s:.1f} s ({self.loops} pass(es); "
                 f"{per_topic or 'nothing'}); latest message {self.max_late_s * 1000:.0f} ms "
-                "behind schedule")
+                "behind schedule" + (f"; skipped {self.skipped} unconvertible ROS 1 message(s)"
+                                     if self.skipped else ""))
 
 
 def parse_remap(text: str) -> tuple[str, str]:
@@ -161,6 +163,9 @@ class Player:
                 for message in read():
                     publisher = self.publishers.get(message.topic)
                     if publisher is None:
+                        continue
+                    if message.error is not None:  # a ROS 1 message with no ROS 2 form
+                        stats.skipped += 1
                         continue
                     if first_log_ns is None:
                         first_log_ns = message.log_time_ns

@@ -148,3 +148,16 @@ def test_replayed_bytes_are_the_recorded_bytes(tmp_path):
     _, got, _ = _replay_and_record({"/camera/image_raw": Image},
                                    [str(bag), "--rate", "5", "--topics", "/camera/image_raw"], 2)
     assert [serialize_message(m) for m in got["/camera/image_raw"]] == recorded
+
+
+def test_replay_plays_a_ros1_bag_as_ros2_messages(tmp_path):
+    from synergy_ros.bagio import iter_messages
+    from test_bagio_ros1 import write_ros1_copy
+
+    source = _write_bag(tmp_path / "bag", frames=2)
+    ros1 = write_ros1_copy(source, tmp_path / "recorded.bag")
+    expected = [m.message for m in iter_messages(source, ["/camera/image_raw"])]
+    topics = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo}
+    err, got, _ = _replay_and_record(topics, [str(ros1), "--rate", "5"], 4)
+    assert got["/camera/image_raw"] == expected, err
+    assert len(got["/camera/camera_info"]) == 2

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     io = parser.add_argument_group("bag and topics")
     io.add_argument("--bag", required=True, type=Path,
-                    help="rosbag2 folder (metadata.yaml) or .mcap / .db3 file")
+                    help="rosbag2 folder (metadata.yaml), .mcap / .db3 file, or ROS 1 .bag")
     io.add_argument("--gt-topic", required=True,
                     help="depth ground truth: Image 32FC1 (m) / 16UC1 (mm), or PointCloud2 "
                          "in the camera optical frame (needs --camera-info-topic)")

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `synergy replay` flags."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    parser.add_argument("bag", type=Path, help="rosbag2 folder or .mcap / .db3 file")
+    parser.add_argument("bag", type=Path, help="rosbag2 folder, .mcap / .db3 file, or ROS 1 .bag")
     parser.add_argument("--rate", type=float, default=1.0,
                         help="speed factor (default 1.0 = recorded timing; 2 = twice as fast)")
     parser.add_argument("--loop", action="store_true", help="play again and again until Ctrl-C")
