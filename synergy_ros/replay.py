@@ -234,7 +234,7 @@ def replay_bag(bag: str | Path, options: ReplayOptions, wait_for_subscribers_s: 
         with tqdm(unit="msg", desc=f"replay {bag.name}", total=total,
                   disable=not show_progress) as bar:
             stats = player.play(read, progress=bar)
-        if not player.flush():
+        if not stats.interrupted and not player.flush():  # after Ctrl-C: exit at once
             node.get_logger().warning("some subscribers did not acknowledge the last messages "
                                       "within 2 s before replay exited")
         return stats

@@ -62,6 +62,7 @@ def _replay_and_record(topics, args, count):
     """Run `synergy replay ARGS` to a clean exit while recording ``topics`` ({name: type});
     returns (stderr, {topic: messages}, {topic: arrival times}) once ``count`` arrived."""
     harness = _recorder(topics)
+    proc = None
     try:
         proc = _replay(args)
         _, err = proc.communicate(timeout=60)
@@ -70,6 +71,9 @@ def _replay_and_record(topics, args, count):
         return (err, {topic: harness.messages(topic) for topic in topics},
                 {topic: list(harness.receive_times[topic]) for topic in topics})
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
         harness.close()
 
 
@@ -119,6 +123,9 @@ def test_ctrl_c_stops_a_looping_replay_cleanly(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     finally:
+        if proc.poll() is None:  # a replay left looping would feed the next tests' recorders
+            proc.kill()
+            proc.communicate()
         harness.close()
     assert proc.returncode == 130, err
     assert "interrupted after" in err and "Traceback" not in err
