@@ -57,7 +57,7 @@ def _convert_field(value, default, type_name: str):
     if isinstance(default, np.ndarray):  # fixed-size primitive array
         return np.asarray(value, dtype=default.dtype).reshape(default.shape)
     if isinstance(default, list):  # sequence of messages, strings or booleans
-        items = list(value)
+        items = value.tolist() if isinstance(value, np.ndarray) else list(value)
         if items and dataclasses.is_dataclass(items[0]):
             element = _element_class(type_name)
             return [to_rclpy(item, element) for item in items]
@@ -68,7 +68,9 @@ def _convert_field(value, default, type_name: str):
         return int(value)
     if isinstance(default, float):
         return float(value)
-    return value  # str, bytes
+    if isinstance(default, bytes) and isinstance(value, (int, np.integer)):  # ROS 1 byte: int8
+        return bytes([int(value) & 0xFF])
+    return value  # str
 
 
 def to_rclpy(value, cls):

@@ -120,3 +120,27 @@ def test_a_corrupt_ros1_message_is_skipped_and_named(bags, tmp_path):
     result, _ = evaluate(_model_mode(bag, model))
     assert result["frames"] == FRAMES - 1  # frame 0 lost its ground truth
     assert result["bad_frames"] == 1 and result["status"] == "complete"
+
+
+def test_conversion_covers_message_arrays_bools_and_bytes():
+    from rosbags.typesys import Stores, get_typestore
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from synergy_ros.ros1_messages import to_rclpy
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    types = store.types
+    header = types["std_msgs/msg/Header"](
+        seq=7, stamp=types["builtin_interfaces/msg/Time"](sec=3, nanosec=4), frame_id="lidar")
+    fields = [types["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=7, count=1)
+              for i, n in enumerate("xyz")]
+    cloud = types["sensor_msgs/msg/PointCloud2"](
+        header=header, height=1, width=2, fields=fields, is_bigendian=False, point_step=12,
+        row_step=24, data=np.arange(24, dtype=np.uint8), is_dense=True)
+    msg = to_rclpy(cloud, PointCloud2)
+    assert msg.header.stamp.sec == 3 and msg.header.frame_id == "lidar"
+    assert [f.name for f in msg.fields] == ["x", "y", "z"]
+    assert all(isinstance(f, PointField) for f in msg.fields) and msg.fields[2].offset == 8
+    assert bytes(msg.data) == bytes(range(24)) and msg.is_dense is True
+    with pytest.raises(SynergyError, match="deserialised ROS 1 message"):
+        to_rclpy(object(), PointCloud2)
