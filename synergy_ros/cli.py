@@ -55,8 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def restore_ctrl_c() -> None:
+    """Let Ctrl-C (SIGINT) interrupt even if this process was started with SIGINT ignored.
+
+    A non-interactive shell starts ``command &`` with SIGINT ignored, and Python then keeps it
+    ignored, so ``synergy replay --loop`` would never stop on SIGINT. ROS 2 tools behave the
+    same way (rclpy installs its handler regardless); ``synergy train`` has its own handler.
+    """
+    import signal
+    import threading
+
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (2 for usage errors, 1 for input errors)."""
+    restore_ctrl_c()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
