@@ -61,7 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--precision", default="fp32", choices=PRECISIONS,
                        help="inference precision (default fp32; fp16: torch on CUDA, an fp16 "
                             "ONNX export or TensorRT FP16; int8: TensorRT only)")
-    model.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    model.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for inference (default: the backend's, usually every "
+                            "core). CPU-only: cores - 1 leaves a core for scoring, which then "
+                            "overlaps inference instead of slowing it")
     model.add_argument("--engine-cache-dir", type=Path,
                        help="where ONNX exports / TensorRT engines are cached (default: beside "
                             "the model)")
