@@ -16,6 +16,7 @@ import numpy as np
 
 from synergy_ros.errors import SynergyError
 from synergy_ros.labels import LabelSet, check_train_ids
+from synergy_ros.rgb import rgb8_problem
 
 try:  # torch is a hard dependency of training; keep import-time light for tools that only
     from torch.utils.data import Dataset as _TorchDataset  # list or check data
@@ -71,9 +72,9 @@ def check_sample(sample: dict, label_set: LabelSet | None, source: str) -> dict:
     """Check a raw sample: (H, W, 3) uint8 image, depth/labels of the same H x W, label ids
     within ``label_set`` (or 255). Raises SynergyError naming ``source``."""
     image = sample.get("image")
-    if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        got = None if image is None else f"{image.shape} {image.dtype}"
-        raise SynergyError(f"{source}: image must be (H, W, 3) uint8 RGB, got {got}")
+    problem = rgb8_problem(image)
+    if problem:
+        raise SynergyError(f"{source}: image: {problem}")
     size = image.shape[:2]
     for key in ("depth", "labels"):
         array = sample.get(key)

@@ -333,9 +333,12 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None, quality: 
 
     if fmt not in ("jpeg", "png"):
         raise ValueError(f"compressed format must be 'jpeg' or 'png', got {fmt!r}")
+    from synergy_ros.rgb import rgb8_problem
+
     rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"need (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    problem = rgb8_problem(rgb)
+    if problem:
+        raise ValueError(f"cannot encode the image: {problem}")
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
     ok, encoded = cv2.imencode(".jpg" if fmt == "jpeg" else ".png",
                                cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)

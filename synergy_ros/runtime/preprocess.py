@@ -21,20 +21,15 @@ import cv2
 import numpy as np
 
 from synergy_ros.errors import SynergyError
+from synergy_ros.rgb import rgb8_problem
 from synergy_ros.runtime.base import Prediction, RawOutput
 
 
 def check_rgb_image(image: np.ndarray, index: int = 0) -> np.ndarray:
     """Return ``image`` if it is an (H, W, 3) uint8 array, else raise SynergyError."""
-    if not isinstance(image, np.ndarray):
-        raise SynergyError(f"image {index}: expected a numpy array (H, W, 3) uint8 RGB, got "
-                           f"{type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise SynergyError(f"image {index}: expected (H, W, 3) uint8 RGB, got shape "
-                           f"{image.shape} dtype {image.dtype}; convert mono/BGRA/16-bit images "
-                           "to rgb8 first")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise SynergyError(f"image {index}: empty image {image.shape}")
+    problem = rgb8_problem(image)
+    if problem:
+        raise SynergyError(f"image {index}: {problem}")
     return image
 
 
