@@ -6,9 +6,10 @@
 #
 # That machine's image (device README / KINDS.md, 2026-11): python3 is 3.12 with torch + CUDA,
 # onnx, onnxruntime (CPU build), opencv, pyyaml, tqdm; nothing can be fetched there. It has no
-# TensorRT (its wheels are far over the 64 MiB a call may carry) and no ROS 2 (the rclpy wheels
-# the Makefile installs are cp311), so the TensorRT backend, the node and bag evaluation cannot
-# run there; this script checks what torch can: CUDA inference (fp32, fp16) against the CPU,
+# TensorRT (on PyPI, tensorrt-cu12-libs is an sdist that downloads the builder's wheels from
+# NVIDIA's index; only the 46 MB lean runtime wheel would fit the 64 MiB a call may carry, and
+# it cannot build engines) and no ROS 2 (the rclpy wheels the Makefile installs are cp311), so
+# the TensorRT backend, the node and bag evaluation cannot run there; this script checks what torch can: CUDA inference (fp32, fp16) against the CPU,
 # the runtime benchmark on CUDA, and mixed-precision training steps.
 #
 # Results land in $OUT (the tool fetches at most 8 files): gpu.txt, parity.log, bench.log,
