@@ -251,18 +251,15 @@ def deserialize(data: bytes, msgtype: str, topic: str = "?"):
                            "from the installed one or the bag is corrupt") from exc
 
 
-def ros1_to_rclpy(value, msgtype: str):
-    """The rclpy message of ``msgtype`` holding a ``rosbags``-deserialised ROS 1 message."""
+def _ros1_message(reader, conn, log_time_ns: int, data) -> BagMessage:
+    """One ROS 1 message as a BagMessage of CDR bytes, or carrying why it cannot be one."""
+    from rclpy.serialization import serialize_message
+
     from synergy_ros.ros1_messages import to_rclpy
 
-    return to_rclpy(value, message_class(msgtype))
-
-
-def _ros1_message(reader, conn, log_time_ns: int, data, serialize) -> BagMessage:
-    """One ROS 1 message as a BagMessage of CDR bytes, or carrying why it cannot be one."""
     try:
-        msg = ros1_to_rclpy(reader.deserialize(data, conn.msgtype), conn.msgtype)
-        return BagMessage(conn.topic, conn.msgtype, log_time_ns, serialize(msg), msg)
+        msg = to_rclpy(reader.deserialize(data, conn.msgtype), message_class(conn.msgtype))
+        return BagMessage(conn.topic, conn.msgtype, log_time_ns, serialize_message(msg), msg)
     except Exception as exc:  # noqa: BLE001 - rosbags / rclpy raise many types for bad data
         error = exc if isinstance(exc, SynergyError) else SynergyError(
             f"cannot convert a ROS 1 {conn.msgtype} message on {conn.topic} "
@@ -395,8 +392,6 @@ def _stream(bag: Path, topics: list[str]) -> Iterator[BagMessage]:
     reader = _open_reader(bag)
     read, last_ns = 0, None
     ros1 = _is_ros1(bag)
-    if ros1:
-        from rclpy.serialization import serialize_message
     try:
         selected = [c for c in reader.connections if c.topic in topics]
         expected = sum(int(c.msgcount) for c in selected)
@@ -415,7 +410,7 @@ def _stream(bag: Path, topics: list[str]) -> Iterator[BagMessage]:
             read += 1
             last_ns = int(timestamp)
             if ros1:
-                yield _ros1_message(reader, conn, last_ns, data, serialize_message)
+                yield _ros1_message(reader, conn, last_ns, data)
             else:
                 yield BagMessage(conn.topic, conn.msgtype, last_ns, bytes(data))
         if read < expected:  # a damaged MCAP chunk can end the stream early without an error

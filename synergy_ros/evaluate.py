@@ -459,7 +459,7 @@ class Evaluator:
         per_range = acc.ranges.update(depth, gt, mask=pred_valid)
         metrics = per_range.get("all") or dict.fromkeys(DEPTH_METRIC_KEYS, math.nan)
         if acc.bins is not None:
-            in_range = gt_valid & pred_valid & (gt > options.min_depth) & (gt < options.max_depth)
+            in_range = pred_valid & (gt > options.min_depth) & (gt < options.max_depth)
             acc.bins.update(depth, gt, in_range)
         row = {"frame": job.index, "stamp_ns": frame.stamp_ns, "stamp_s": frame.stamp_ns / 1e9,
                "gt_dt_ms": frame.dt_ns("gt") / 1e6, "coverage": coverage, **metrics}

@@ -123,7 +123,11 @@ class _Scratch:
         self.member = np.empty((0, 0), dtype=np.float32)
 
     def get(self, rows: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """(9, >= block) term buffer and (rows, >= block) range-membership buffer."""
+        """(9, >= block) term buffer and (rows, >= block) range-membership buffer.
+
+        The membership buffer starts as ones; ``_range_sums`` overwrites every row but the
+        last, so the last ("all") row stays ones.
+        """
         if self.terms.shape[1] < block:
             self.terms = np.empty((len(_TERMS), block), dtype=np.float32)
         if self.member.shape[0] != rows or self.member.shape[1] < block:
@@ -133,19 +137,17 @@ class _Scratch:
 
 def _range_sums(pred: np.ndarray, gt: np.ndarray, limits: Sequence[float],
                 scratch: Optional[_Scratch] = None) -> np.ndarray:
-    """``_TERMS`` sums of matched 1-D (clipped) predictions and GT (metres, > 0) per range.
+    """``_TERMS`` sums of matched 1-D float32 (clipped) predictions and GT (metres, > 0, as
+    ``_prepare`` returns them) per range.
 
     ``limits``: finite upper GT limits (metres). Returns (len(limits) + 1, 9) float64: row
     i sums the pixels with GT <= limits[i], the last row all pixels (last column: pixel
     count). Each pixel's terms are computed once, in float32, block by block; a matrix
     product with the block's 0/1 range membership adds them to every range containing it.
     """
-    pred = np.asarray(pred, dtype=np.float32)
-    gt = np.asarray(gt, dtype=np.float32)
     sums = np.zeros((len(limits) + 1, len(_TERMS)))
     block = max(min(_BLOCK, gt.size), 1)
     terms, member = (scratch or _Scratch()).get(len(limits) + 1, block)
-    member[-1] = 1.0  # the "all" row
     for start in range(0, gt.size, block):
         stop = min(start + block, gt.size)
         size = stop - start
@@ -318,10 +320,11 @@ class SemanticConfusion:
         gt, pred = gt.ravel(), pred.ravel()
         ignored = gt == self.ignore_index
         keep = None if not ignored.any() else ~ignored
+        where = True if keep is None else keep
         for name, ids in (("GT", gt), ("prediction", pred)):
             # initial=0: min(0, ids) < 0 iff an id is negative, max(0, ids) >= C iff one is >= C
-            low = ids.min(initial=0, where=True if keep is None else keep)
-            high = ids.max(initial=0, where=True if keep is None else keep)
+            low = ids.min(initial=0, where=where)
+            high = ids.max(initial=0, where=where)
             if low < 0 or high >= classes:
                 raise SynergyError(f"{name} class ids span {low}..{high}, outside "
                                    f"0..{classes - 1} (ignore id {self.ignore_index})")
