@@ -1,6 +1,6 @@
 """Benchmark training throughput per backbone and how long each step waits for data.
 
-Runs the real trainer (``synergy_ros.train.Trainer``: DataLoader with worker processes,
+Runs the real trainer (``synergy_ros.learning.trainer.Trainer``: DataLoader with worker processes,
 synthetic scenes rendered on the fly, augmentation, forward, loss, backward, optimizer) for a
 few steps per backbone and reads its per-step log: ``data_s`` is the time the training loop
 spent blocked in ``next(loader)``, ``step_s`` the rest of the step. Writes
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from synergy_ros.sizes import size_arg  # noqa: E402 - after the sys.path set-up
+from synergy_ros.core.sizes import size_arg  # noqa: E402 - after the sys.path set-up
 
 DEFAULT_ENCODERS = ("resnet18", "resnet34", "resnet50")
 
@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def measure(encoder: str, workers: int, args: argparse.Namespace, workdir: Path) -> dict:
     """Train ``warmup + steps`` steps with ``encoder``; return timing statistics."""
-    from synergy_ros.config import load_config
-    from synergy_ros.train import Trainer
+    from synergy_ros.learning.config import load_config
+    from synergy_ros.learning.trainer import Trainer
 
     width, height = args.size
     total = args.warmup + args.steps
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the result files."""
     import torch
 
-    from synergy_ros.atomic import atomic_write_text
-    from synergy_ros.machine import machine_info, machine_summary
+    from synergy_ros.core.atomic import atomic_write_text
+    from synergy_ros.core.machine import machine_info, machine_summary
 
     args = parse_args(argv)
     if args.threads:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from synergy_ros.sizes import size_arg  # noqa: E402 (needs ROOT on sys.path)
+from synergy_ros.core.sizes import size_arg  # noqa: E402 (needs ROOT on sys.path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +67,7 @@ def predictor_fps(predictor, images) -> float:
 
 def evaluate_fps(options, warmup_rgb) -> tuple[float, dict]:
     """Frames per second of a model-mode evaluation (model load and warm-up not timed)."""
-    from synergy_ros.evaluate import Evaluator
+    from synergy_ros.evaluation.evaluator import Evaluator
 
     evaluator = Evaluator(options)
     evaluator.predictor.predict(warmup_rgb)
@@ -79,7 +79,7 @@ def evaluate_fps(options, warmup_rgb) -> tuple[float, dict]:
 
 def unscored_fps(options, warmup_rgb, frames: int) -> float:
     """Diagnostic: frames per second of the evaluation with per-frame scoring skipped."""
-    from synergy_ros.evaluate import Evaluator
+    from synergy_ros.evaluation.evaluator import Evaluator
 
     class Unscored(Evaluator):
         def _score_frame(self, job, acc):  # _emit ignores None
@@ -95,7 +95,7 @@ def measure(model, bag, images, backend: str, threads: int, repeats: int, tmp: P
     """Repeated back-to-back Predictor / evaluate measurements with ``threads`` threads."""
     import torch
 
-    from synergy_ros.evaluate import EvaluateOptions
+    from synergy_ros.evaluation.evaluator import EvaluateOptions
     from synergy_ros.runtime import load_predictor
 
     torch.set_num_threads(threads)
@@ -120,7 +120,7 @@ def measure(model, bag, images, backend: str, threads: int, repeats: int, tmp: P
         print(f"{threads} threads, repeat {index + 1}: predictor {base:.2f} fps, evaluate "
               f"{fps:.2f} fps, ratio {fps / base:.3f}; unscored {unscored / base:.3f}",
               file=sys.stderr)
-    from synergy_ros.streaming import default_workers
+    from synergy_ros.evaluation.streaming import default_workers
 
     return {
         "threads": threads, "backend": predictor.backend_name, "repeats": rows,
@@ -135,11 +135,11 @@ def measure(model, bag, images, backend: str, threads: int, repeats: int, tmp: P
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the result files."""
-    from synergy_ros.atomic import atomic_write_text
-    from synergy_ros.bagio import iter_messages
+    from synergy_ros.bags.bagio import iter_messages
+    from synergy_ros.core.atomic import atomic_write_text
+    from synergy_ros.core.machine import machine_info, machine_summary
     from synergy_ros.data.synthetic import write_synthetic_bag
-    from synergy_ros.demo import build_untrained_model, find_bundled_model
-    from synergy_ros.machine import machine_info, machine_summary
+    from synergy_ros.demo_pipeline import build_untrained_model, find_bundled_model
     from synergy_ros.ros.conversions import image_to_rgb
 
     args = parse_args(argv)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 note = f"ResNet-18 synergy net at {width}x{height} (untrained weights)"
             else:
                 model, note = Path(name), name
-            from synergy_ros.modelfile import load_model_file
+            from synergy_ros.core.modelfile import load_model_file
 
             size = load_model_file(model)["meta"].input_size if model.suffix == ".pt" else None
             if size:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from synergy_ros.sizes import size_arg  # noqa: E402 (needs ROOT on sys.path)
+from synergy_ros.core.sizes import size_arg  # noqa: E402 (needs ROOT on sys.path)
 
 SIZES = ((320, 240), (640, 480))  # width x height
 OUTPUT_TOPICS = ("depth", "depth/camera_info", "semantic", "semantic_color", "points")
@@ -73,7 +73,7 @@ def timed(fn, iters: int) -> dict:
 
 def bench_micro(iters: int) -> dict:
     """Cloud build and image conversions at 640x480."""
-    from synergy_ros.geometry import PinholeIntrinsics
+    from synergy_ros.core.geometry import PinholeIntrinsics
     from synergy_ros.ros.conversions import array_to_image, image_to_rgb
     from synergy_ros.ros.pointcloud import build_pointcloud2
 
@@ -174,7 +174,7 @@ def bench_overhead(model_path: Path, width: int, height: int, frames: int,
     """One frame at a time: latency - model time, with every output subscribed."""
     from sensor_msgs.msg import CameraInfo, Image
 
-    from synergy_ros.geometry import PinholeIntrinsics
+    from synergy_ros.core.geometry import PinholeIntrinsics
     from synergy_ros.ros.conversions import intrinsics_to_camera_info
     from synergy_ros.ros.testing import camera_frame
 
@@ -304,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from synergy_ros.atomic import atomic_write_text
-    from synergy_ros.machine import machine_info, machine_summary
+    from synergy_ros.core.atomic import atomic_write_text
+    from synergy_ros.core.machine import machine_info, machine_summary
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -44,8 +44,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from synergy_ros.export import TOLERANCES, compare_outputs, sample_image
-from synergy_ros.demo import build_untrained_model
+from synergy_ros.runtime.exporter import TOLERANCES, compare_outputs, sample_image
+from synergy_ros.demo_pipeline import build_untrained_model
 from synergy_ros.runtime import load_predictor
 
 device = sys.argv[1]

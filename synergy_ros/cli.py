@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from synergy_ros import __version__
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 #: Subcommand name -> module under synergy_ros.commands, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (

@@ -1,7 +1,7 @@
 """Atomic writes leave the old file intact on failure and the new one on success."""
 import pytest
 
-from synergy_ros.atomic import atomic_open, atomic_write_text
+from synergy_ros.core.atomic import atomic_open, atomic_write_text
 
 
 def test_atomic_write_replaces(tmp_path):

@@ -7,8 +7,9 @@ from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
-from synergy_ros import bagio
-from synergy_ros.errors import SynergyError
+from synergy_ros.bags import bagio
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.ros import message_types
 
 STORAGES = ["mcap", "sqlite3"]
 
@@ -178,8 +179,8 @@ def test_writer_rejects_bad_topics_types_and_storage(tmp_path):
 
 
 def test_message_class_lookup():
-    assert bagio.message_class("sensor_msgs/msg/Image") is Image
-    assert bagio.message_class("std_msgs/String") is String
+    assert message_types.message_class("sensor_msgs/msg/Image") is Image
+    assert message_types.message_class("std_msgs/String") is String
     assert bagio.message_type_name(CameraInfo()) == "sensor_msgs/msg/CameraInfo"
     with pytest.raises(SynergyError, match="not available"):
-        bagio.message_class("no_such_pkg/msg/Thing")
+        message_types.message_class("no_such_pkg/msg/Thing")

@@ -7,11 +7,11 @@ synthetic rosbag2 bag.
 import numpy as np
 import pytest
 
-from synergy_ros import bagio
+from synergy_ros.bags import bagio
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.data.synthetic import write_synthetic_bag
-from synergy_ros.demo import build_untrained_model
-from synergy_ros.errors import SynergyError
-from synergy_ros.evaluate import EvaluateOptions, evaluate
+from synergy_ros.demo_pipeline import build_untrained_model
+from synergy_ros.evaluation.evaluator import EvaluateOptions, evaluate
 
 FRAMES = 3
 
@@ -126,7 +126,7 @@ def test_conversion_covers_message_arrays_bools_and_bytes():
     from rosbags.typesys import Stores, get_typestore
     from sensor_msgs.msg import PointCloud2, PointField
 
-    from synergy_ros.ros1_messages import to_rclpy
+    from synergy_ros.bags.ros1 import to_rclpy
 
     store = get_typestore(Stores.ROS1_NOETIC)
     types = store.types

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from synergy_ros.config import (SCHEMA, defaults, describe_keys, dump_config, iter_keys,
-                                load_config, parse_override)
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.learning.config import (SCHEMA, defaults, describe_keys, dump_config, iter_keys,
+                                         load_config, parse_override)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,7 +150,7 @@ def test_loss_mapping_is_replaced_whole_model_mapping_merged(tmp_path):
 
 
 def test_bundled_experiment_configs_extend_one_base():
-    from synergy_ros.losses import TABLE8_CONFIGS
+    from synergy_ros.learning.losses import TABLE8_CONFIGS
     from synergy_ros.network import SHARING_MODES
 
     base = load_config(ROOT / "config" / "train_nyu40.yaml")

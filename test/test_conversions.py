@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from synergy_ros.geometry import PinholeIntrinsics
+from synergy_ros.core.geometry import PinholeIntrinsics
 
 pytest.importorskip("sensor_msgs.msg")
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402

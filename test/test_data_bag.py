@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from std_msgs.msg import Header
 
-from synergy_ros.bagio import BagWriter
+from synergy_ros.bags.bagio import BagWriter
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.data.bag import BagDataset
 from synergy_ros.data.synthetic import render_sequence, write_synthetic_bag
-from synergy_ros.errors import SynergyError
 from synergy_ros.ros.conversions import array_to_image
 
 
@@ -74,7 +74,7 @@ def test_bag_dataset_errors(tmp_path):
         BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt")
     with pytest.raises(SynergyError, match="nothing to learn"):
         BagDataset(bag, "/camera/image_raw")
-    from synergy_ros.labels import LabelSet
+    from synergy_ros.core.labels import LabelSet
 
     three = LabelSet("three", ("a", "b", "c"), ((0, 0, 0), (1, 1, 1), (2, 2, 2)))
     wrong = BagDataset(bag, "/camera/image_raw", labels_topic="/camera/semantic_gt",

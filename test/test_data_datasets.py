@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.data.cityscapes import CityscapesDataset
 from synergy_ros.data.folder import FolderDataset
 from synergy_ros.data.nyu import NYUDepthV2Dataset
-from synergy_ros.errors import SynergyError
 
 
 def _rgb(h, w, seed):
@@ -112,7 +112,7 @@ def _cityscapes(root, split="train", cities=("aachen", "bremen"), per_city=2, h=
 
 @pytest.mark.parametrize("label_set", ["cityscapes19", "cityscapes21"])
 def test_cityscapes_maps_label_ids_to_train_ids(tmp_path, label_set):
-    from synergy_ros.labels import get_label_set
+    from synergy_ros.core.labels import get_label_set
 
     frames = _cityscapes(tmp_path)
     dataset = CityscapesDataset(tmp_path, "train", label_set=label_set)

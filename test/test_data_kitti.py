@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.data.kitti import (KittiDataset, KittiStereoDataset, parse_split_file,
                                     project_velodyne, velodyne_to_image_matrix)
-from synergy_ros.errors import SynergyError
 
 DATE, DRIVE = "2011_09_26", "2011_09_26_drive_0002_sync"
 H, W, F = 12, 20, 10.0
@@ -176,8 +176,8 @@ def test_outdoor_config_points_at_the_unpacked_scene_flow_folder(tmp_path, monke
     """data_scene_flow.zip unpacks to training/ and testing/; the config names their parent."""
     from pathlib import Path
 
-    from synergy_ros.config import load_config
-    from synergy_ros.train_data import build_dataset
+    from synergy_ros.learning.batches import build_dataset
+    from synergy_ros.learning.config import load_config
 
     config_file = Path(__file__).resolve().parents[1] / "config" / "train_outdoor_weak.yaml"
     config = load_config(config_file)

@@ -4,11 +4,11 @@ import math
 import numpy as np
 import pytest
 
+from synergy_ros.core.geometry import backproject
+from synergy_ros.core.labels import get_label_set
 from synergy_ros.data.synthetic import (CEILING, FLOOR, SKY, WALL, build_scene, camera_pose,
                                         default_intrinsics, render_scene, render_sequence,
                                         render_view)
-from synergy_ros.geometry import backproject
-from synergy_ros.labels import get_label_set
 
 
 def _world_points(frame):
@@ -122,7 +122,7 @@ def test_any_size_and_explicit_intrinsics():
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_synthetic_bag_reads_back_as_the_rendered_frames(tmp_path, storage):
-    from synergy_ros import bagio
+    from synergy_ros.bags import bagio
     from synergy_ros.data.synthetic import BAG_TOPICS, DEFAULT_BAG_START_NS, write_synthetic_bag
     from synergy_ros.ros.conversions import camera_info_to_intrinsics, image_to_array
 
@@ -158,9 +158,9 @@ def test_synthetic_bag_reads_back_as_the_rendered_frames(tmp_path, storage):
 
 
 def test_synthetic_bag_marks_sky_depth_nan_and_refuses_to_overwrite(tmp_path):
-    from synergy_ros import bagio
+    from synergy_ros.bags import bagio
+    from synergy_ros.core.errors import SynergyError
     from synergy_ros.data.synthetic import write_synthetic_bag
-    from synergy_ros.errors import SynergyError
     from synergy_ros.ros.conversions import image_to_array
 
     path = tmp_path / "street"
@@ -177,9 +177,9 @@ def test_synthetic_bag_marks_sky_depth_nan_and_refuses_to_overwrite(tmp_path):
 def test_synthetic_dataset_splits_and_contract():
     import torch
 
+    from synergy_ros.core.errors import SynergyError
     from synergy_ros.data.synthetic import SyntheticDataset
     from synergy_ros.data.transforms import build_transform
-    from synergy_ros.errors import SynergyError
 
     train = SyntheticDataset("train", 4, 24, 32)
     val = SyntheticDataset("val", 4, 24, 32)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from synergy_ros.core.modelfile import IMAGENET_MEAN, IMAGENET_STD
 from synergy_ros.data.transforms import (ColorJitter, Compose, RandomHorizontalFlip,
                                          RandomScaleCrop, Resize, ToTensor, build_transform)
-from synergy_ros.modelfile import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _sample(h=12, w=16):

@@ -5,9 +5,10 @@ import sys
 
 import pytest
 
-from synergy_ros.bagio import bag_message_counts, bag_topics, iter_messages
-from synergy_ros.demo import INPUT_TOPICS, MARKER, OUTPUT_TOPICS, camera_info_first, prepare_output
-from synergy_ros.errors import SynergyError
+from synergy_ros.bags.bagio import bag_message_counts, bag_topics, iter_messages
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.demo_pipeline import (INPUT_TOPICS, MARKER, RECORDED_OUTPUTS, camera_info_first,
+                                       prepare_output)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -29,7 +30,7 @@ def test_demo_runs_and_every_frame_comes_back(demo_run):
     assert "| /synergy/points | 3 | 0 |" in proc.stdout
     assert "synergy replay" in proc.stdout and "Foxglove" in proc.stdout
     topics = bag_topics(output / "bag")
-    assert topics == {**INPUT_TOPICS, **OUTPUT_TOPICS}
+    assert topics == {**INPUT_TOPICS, **RECORDED_OUTPUTS}
     assert set(bag_message_counts(output / "bag").values()) == {FRAMES}
 
 
@@ -42,7 +43,7 @@ def test_outputs_keep_their_input_image_stamps(demo_run):
                                                     + header.stamp.nanosec)
     images = stamps["/camera/image_raw"]
     assert len(set(images)) == FRAMES
-    for topic in OUTPUT_TOPICS:
+    for topic in RECORDED_OUTPUTS:
         assert sorted(stamps[topic]) == sorted(images), topic
     depth = next(m.message for m in iter_messages(output / "bag", ["/synergy/depth"]))
     assert depth.encoding == "32FC1" and depth.header.frame_id == "camera_optical_frame"
@@ -87,7 +88,7 @@ def test_prepare_output_replaces_only_a_previous_demo(tmp_path):
 
 
 def test_camera_info_is_played_before_the_image_of_its_frame():
-    from synergy_ros.bagio import BagMessage
+    from synergy_ros.bags.bagio import BagMessage
 
     msgs = [BagMessage("/camera/image_raw", "sensor_msgs/msg/Image", 1, b""),
             BagMessage("/camera/camera_info", "sensor_msgs/msg/CameraInfo", 1, b""),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.runtime.engine_cache import (EngineKey, cached_build, engine_cache_path,
                                               environment_problems, file_lock, file_sha256,
                                               io_problems, read_record, record_problems,

@@ -8,15 +8,15 @@ import pytest
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
-from synergy_ros.bagio import BagWriter
+from synergy_ros.bags.bagio import BagWriter
 from synergy_ros.cli import main as cli_main
-from synergy_ros.errors import SynergyError
-from synergy_ros.evaluate import EvaluateOptions, evaluate
-from synergy_ros.scoring_io import depth_from_cloud
-from synergy_ros.geometry import PinholeIntrinsics
-from synergy_ros.metrics import depth_metrics
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.geometry import PinholeIntrinsics
+from synergy_ros.evaluation.evaluator import EvaluateOptions, evaluate
+from synergy_ros.evaluation.metrics import depth_metrics
+from synergy_ros.evaluation.report import matplotlib_available
 from synergy_ros.ros.conversions import array_to_image, intrinsics_to_camera_info
-from synergy_ros.report import matplotlib_available
+from synergy_ros.ros.decoding import depth_from_cloud
 from synergy_ros.ros.pointcloud import build_pointcloud2
 
 H, W = 24, 32
@@ -249,7 +249,7 @@ def test_corrupt_bag_keeps_partial_results_and_fails(tmp_path, capsys):
 
 
 def test_error_bins_for_the_error_vs_range_plot():
-    from synergy_ros.evaluate import DepthErrorBins
+    from synergy_ros.evaluation.evaluator import DepthErrorBins
 
     bins = DepthErrorBins(max_depth=10.0, bins=5)
     gt = np.array([[1.0, 3.0], [5.0, 9.0]], np.float32)
@@ -276,7 +276,7 @@ def test_several_scoring_threads_give_the_same_results_in_frame_order(tmp_path):
 
 def test_sparse_ground_truth_scores_like_dense(tmp_path):
     """Lidar-like GT (most pixels invalid) takes the compact path; metrics are unchanged."""
-    from synergy_ros.metrics import DepthRangeEvaluator
+    from synergy_ros.evaluation.metrics import DepthRangeEvaluator
 
     depth, _ = _scene(1)
     sparse = np.full_like(depth, np.nan)

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from synergy_ros.matching import StampMatcher
+from synergy_ros.bags.matching import StampMatcher
 
 MS = 1_000_000
 

@@ -4,15 +4,15 @@ import json
 import numpy as np
 import pytest
 
-from synergy_ros.bagio import BagWriter, bag_topics, iter_messages
+from synergy_ros.bags.bagio import BagWriter, bag_topics, iter_messages
 from synergy_ros.cli import main as cli_main
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.data.synthetic import write_synthetic_bag
-from synergy_ros.demo import build_untrained_model
-from synergy_ros.errors import SynergyError
-from synergy_ros.evaluate import EvaluateOptions, evaluate
-from synergy_ros.scoring_io import depth_from_image, resize_to
-from synergy_ros.metrics import depth_metrics
+from synergy_ros.demo_pipeline import build_untrained_model
+from synergy_ros.evaluation.evaluator import EvaluateOptions, evaluate
+from synergy_ros.evaluation.metrics import depth_metrics
 from synergy_ros.ros.conversions import image_to_rgb, rgb_to_compressed
+from synergy_ros.ros.decoding import depth_from_image, resize_to
 from synergy_ros.runtime import load_predictor
 
 FRAMES = 3

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from synergy_ros.streaming import OrderedPool, ReadError, prefetch
+from synergy_ros.evaluation.streaming import OrderedPool, ReadError, prefetch
 
 
 def test_ordered_pool_emits_in_submission_order_across_threads():

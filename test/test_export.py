@@ -6,12 +6,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from test_runtime import make_model_file, sample_rgb
 
 from synergy_ros.cli import main
-from synergy_ros.errors import SynergyError
-from synergy_ros.export import ExportOptions, export_onnx, verify_onnx
-from synergy_ros.modelfile import ONNX_META_KEY
-from test_runtime import make_model_file, sample_rgb
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ONNX_META_KEY
+from synergy_ros.runtime.exporter import ExportOptions, export_onnx, verify_onnx
 
 
 @pytest.fixture(scope="module")

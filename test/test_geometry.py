@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from synergy_ros.geometry import PinholeIntrinsics, backproject
+from synergy_ros.core.geometry import PinholeIntrinsics, backproject
 
 
 def test_backproject_matches_pinhole_formula():

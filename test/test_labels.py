@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import (CITYSCAPES_LABELS, IGNORE_INDEX, LABEL_SET_NAMES,
-                                check_train_ids, colorize, get_label_set)
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import (CITYSCAPES_LABELS, IGNORE_INDEX, LABEL_SET_NAMES,
+                                     check_train_ids, colorize, get_label_set)
 
 
 @pytest.mark.parametrize("name,count", [("synthetic", 6), ("nyu40", 40), ("cityscapes19", 19),
@@ -78,7 +78,7 @@ def test_colorize_colours_ids_above_255():
     """Models with more than 256 classes (mono16 output) get their colours, not black."""
     import numpy as np
 
-    from synergy_ros.labels import colorize
+    from synergy_ros.core.labels import colorize
 
     palette = [(i % 256, (i // 256) * 10, 7) for i in range(300)]
     out = colorize(np.array([[299, 3], [300, 255]]), palette)

@@ -19,12 +19,12 @@ pytest.importorskip("torch")
 
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
-
-from synergy_ros.geometry import PinholeIntrinsics  # noqa: E402
+from synergy_ros.core.geometry import PinholeIntrinsics  # noqa: E402
 from synergy_ros.ros.conversions import intrinsics_to_camera_info  # noqa: E402
 from synergy_ros.ros.testing import RosHarness, camera_frame, make_model_file  # noqa: E402
 

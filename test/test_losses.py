@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.losses import (TABLE8_CONFIGS, SynergyLoss, cross_entropy_loss,
-                                depth_attention_loss, depth_attention_weights, focal_loss,
-                                joint_gradient_loss, l2_loss, semantic_boundaries)
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.learning.losses import (TABLE8_CONFIGS, SynergyLoss, cross_entropy_loss,
+                                         depth_attention_loss, depth_attention_weights, focal_loss,
+                                         joint_gradient_loss, l2_loss, semantic_boundaries)
 from synergy_ros.network import SynergyOutput
 
 NAN = float("nan")

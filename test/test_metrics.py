@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.metrics import (DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion,
-                                 crop_box, depth_metrics)
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.evaluation.metrics import (DEPTH_METRIC_KEYS, DepthRangeEvaluator,
+                                            SemanticConfusion, crop_box, depth_metrics)
 
 
 def test_depth_metrics_hand_computed():

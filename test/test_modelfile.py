@@ -1,12 +1,12 @@
-"""Model files (synergy_ros.modelfile): round trip, metadata validation, bad files."""
+"""Model files (synergy_ros.core.modelfile): round trip, metadata validation, bad files."""
 import json
 
 import pytest
 import torch
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import (IMAGENET_MEAN, MODEL_FORMAT, ModelMeta, load_model_file,
-                                   save_model_file)
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import (IMAGENET_MEAN, MODEL_FORMAT, ModelMeta, load_model_file,
+                                        save_model_file)
 
 
 class Evil:
@@ -98,8 +98,9 @@ def test_load_model_meta_reads_metadata_only(tmp_path):
     """load_model_meta returns the same ModelMeta as a full load, and rejects bad files."""
     import torch
 
-    from synergy_ros.errors import SynergyError
-    from synergy_ros.modelfile import ModelMeta, load_model_file, load_model_meta, save_model_file
+    from synergy_ros.core.errors import SynergyError
+    from synergy_ros.core.modelfile import (ModelMeta, load_model_file, load_model_meta,
+                                            save_model_file)
 
     meta = ModelMeta(network={"encoder": "resnet18"}, class_names=["a", "b"],
                      palette=[(1, 2, 3), (4, 5, 6)], input_size=(48, 64))

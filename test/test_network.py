@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.network import (ENCODERS, PARAMETER_GROUPS, SHARING_MODES, NetworkConfig,
                                  ResNetEncoder, SynergyOutput, build_network, decoder_plan,
                                  load_encoder_weights)

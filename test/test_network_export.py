@@ -2,8 +2,9 @@
 and torch.export, for every sharing variant and up-conv type on ResNet-18, bigger backbones
 once (marked slow).
 
-The ONNX export uses the TorchScript-based exporter (``dynamo=False``), as synergy_ros.export
-does: in torch 2.13 ``torch.onnx.export`` defaults to the dynamo exporter, which needs the
+The ONNX export uses the TorchScript-based exporter (``dynamo=False``), as
+synergy_ros.runtime.exporter does: in torch 2.13 ``torch.onnx.export`` defaults to the dynamo
+exporter, which needs the
 ``onnxscript`` package (PyTorch ONNX docs: "pip install --upgrade onnx onnxscript"); that path
 is tested too where onnxscript is installed (passes with onnxscript 0.7.2 + onnx_ir 1.1.0,
 opset 18, every variant).

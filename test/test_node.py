@@ -17,7 +17,7 @@ from rclpy.exceptions import InvalidParameterValueException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
-from synergy_ros.geometry import PinholeIntrinsics, backproject  # noqa: E402
+from synergy_ros.core.geometry import PinholeIntrinsics, backproject  # noqa: E402
 from synergy_ros.ros.conversions import (image_to_array, intrinsics_to_camera_info,  # noqa: E402
                                          rgb_to_compressed, stamp_ns)
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
@@ -374,7 +374,7 @@ def test_parameters_are_validated_at_start_and_on_set(harness, model_path):
 
 
 def test_missing_model_raises_synergy_error(harness, tmp_path):
-    from synergy_ros.errors import SynergyError
+    from synergy_ros.core.errors import SynergyError
 
     with pytest.raises(SynergyError, match="does not exist"):
         start_node(harness, tmp_path / "nope.pt")
@@ -383,7 +383,7 @@ def test_missing_model_raises_synergy_error(harness, tmp_path):
 
 
 def test_back_projection_helper_agrees_with_geometry():
-    """The test's own formula above and synergy_ros.geometry.backproject agree."""
+    """The test's own formula above and synergy_ros.core.geometry.backproject agree."""
     depth = np.random.default_rng(0).uniform(1, 3, (MODEL_H, MODEL_W)).astype(np.float32)
     k = CAMERA_K.scaled(MODEL_W, MODEL_H)
     points = backproject(depth, k)

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
-from synergy_ros.geometry import PinholeIntrinsics  # noqa: E402
+from synergy_ros.core.geometry import PinholeIntrinsics  # noqa: E402
 from synergy_ros.ros.conversions import intrinsics_to_camera_info  # noqa: E402
 from synergy_ros.ros.testing import RosHarness, camera_frame, make_model_file  # noqa: E402
 

@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("sensor_msgs.msg")
 from std_msgs.msg import Header  # noqa: E402
 
-from synergy_ros.geometry import PinholeIntrinsics  # noqa: E402
+from synergy_ros.core.geometry import PinholeIntrinsics  # noqa: E402
+from synergy_ros.core.labels import palette_lut  # noqa: E402
 from synergy_ros.ros.conversions import image_to_array  # noqa: E402
-from synergy_ros.labels import palette_lut  # noqa: E402
 from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages  # noqa: E402
 from synergy_ros.ros.pointcloud import pointcloud2_to_array  # noqa: E402
 

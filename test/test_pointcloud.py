@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from synergy_ros.geometry import PinholeIntrinsics
+from synergy_ros.core.geometry import PinholeIntrinsics
 
 pytest.importorskip("sensor_msgs.msg")
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402

@@ -12,9 +12,9 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from synergy_ros.bagio import BagWriter
-from synergy_ros.errors import SynergyError
-from synergy_ros.replay import ReplayOptions, parse_remap
+from synergy_ros.bags.bagio import BagWriter
+from synergy_ros.bags.player import ReplayOptions, parse_remap
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.ros.conversions import array_to_image, stamp_ns
 from synergy_ros.ros.testing import RosHarness
 
@@ -155,7 +155,7 @@ def test_bad_input_is_a_clear_error(tmp_path):
 
 
 def test_replayed_bytes_are_the_recorded_bytes(tmp_path):
-    from synergy_ros.bagio import iter_messages
+    from synergy_ros.bags.bagio import iter_messages
 
     bag = _write_bag(tmp_path / "bag", frames=2)
     recorded = [m.data for m in iter_messages(bag, ["/camera/image_raw"])]
@@ -165,8 +165,9 @@ def test_replayed_bytes_are_the_recorded_bytes(tmp_path):
 
 
 def test_replay_plays_a_ros1_bag_as_ros2_messages(tmp_path):
-    from synergy_ros.bagio import iter_messages
     from test_bagio_ros1 import write_ros1_copy
+
+    from synergy_ros.bags.bagio import iter_messages
 
     source = _write_bag(tmp_path / "bag", frames=2)
     ros1 = write_ros1_copy(source, tmp_path / "recorded.bag")

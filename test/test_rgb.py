@@ -4,9 +4,9 @@ import re
 import numpy as np
 import pytest
 
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.rgb import rgb8_problem
 from synergy_ros.data.base import check_sample
-from synergy_ros.errors import SynergyError
-from synergy_ros.rgb import rgb8_problem
 from synergy_ros.ros.conversions import rgb_to_compressed
 from synergy_ros.runtime.preprocess import check_rgb_image
 

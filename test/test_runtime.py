@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ModelMeta
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ModelMeta
 from synergy_ros.runtime import choose_backend, load_predictor
-from synergy_ros.runtime.base import RawOutput
+from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor, label_dtype
 
 NUM_CLASSES = 5
@@ -18,7 +18,7 @@ INPUT_SIZE = (64, 96)
 def make_model_file(path, num_classes=NUM_CLASSES, input_size=INPUT_SIZE, seed=0,
                     class_names=None):
     """Write a real (untrained, seeded) resnet18 synergy model file; returns its path."""
-    from synergy_ros.modelfile import save_untrained_model
+    from synergy_ros.network.untrained import save_untrained_model
 
     names = class_names or [f"class{i}" for i in range(num_classes)]
     save_untrained_model(path, {"encoder": "resnet18", "num_classes": num_classes,
@@ -30,7 +30,7 @@ def make_model_file(path, num_classes=NUM_CLASSES, input_size=INPUT_SIZE, seed=0
 
 def sample_rgb(height=120, width=160, seed=1):
     """A deterministic smooth RGB image (same generator as the export parity check)."""
-    from synergy_ros.export import sample_image
+    from synergy_ros.runtime.exporter import sample_image
 
     return sample_image(height, width, seed)
 
@@ -251,7 +251,7 @@ def test_onnx_from_another_network(tmp_path):
     import onnx
     import torch
 
-    from synergy_ros.modelfile import ONNX_META_KEY
+    from synergy_ros.core.modelfile import ONNX_META_KEY
 
     conv = torch.nn.Conv2d(3, 2, 3, padding=1).eval()
     foreign = tmp_path / "foreign.onnx"

@@ -2,12 +2,12 @@
 import json
 
 import pytest
-
-from synergy_ros.bench import MIN_SIDE, compute_ratios
-from synergy_ros.cli import main
-from synergy_ros.errors import SynergyError
-from synergy_ros.sizes import parse_sizes
 from test_runtime import make_model_file
+
+from synergy_ros.bench.runtime_bench import MIN_SIDE, compute_ratios
+from synergy_ros.cli import main
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.sizes import parse_sizes
 
 
 def test_parse_sizes():

@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
+from test_runtime import make_model_file, sample_rgb
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.runtime import load_predictor
 from synergy_ros.runtime.engine_cache import sidecar_path
-from test_runtime import make_model_file, sample_rgb
 
 
 def _has_cuda():

@@ -3,8 +3,8 @@ import argparse
 
 import pytest
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.sizes import parse_size, parse_sizes, size_arg
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.sizes import parse_size, parse_sizes, size_arg
 
 
 def test_parse_size_is_width_then_height():

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from synergy_ros.cli import main
-from synergy_ros.config import load_config
-from synergy_ros.errors import SynergyError
-from synergy_ros.losses import DEPTH_LOSSES, SEMANTIC_LOSSES
-from synergy_ros.modelfile import ModelMeta, load_model_file, save_model_file
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ModelMeta, load_model_file, save_model_file
+from synergy_ros.learning.config import load_config
+from synergy_ros.learning.losses import DEPTH_LOSSES, SEMANTIC_LOSSES
+from synergy_ros.learning.trainer import Trainer, batch_kind
 from synergy_ros.network import build_network
-from synergy_ros.train import Trainer, batch_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "config" / "train_synthetic_demo.yaml")
@@ -79,10 +79,10 @@ def test_cli_resume_from_a_checkpoint_path_uses_its_config_and_folder(tmp_path, 
 
 
 def test_release_scores_the_released_weights_against_constant_baselines(tmp_path, capsys):
-    from synergy_ros.checkpoint import load_weights
-    from synergy_ros.release import _rounded
-    from synergy_ros.train import evaluate
-    from synergy_ros.train_data import SeededDataset, build_dataset, make_loader
+    from synergy_ros.learning.batches import SeededDataset, build_dataset, make_loader
+    from synergy_ros.learning.checkpoint import load_weights
+    from synergy_ros.learning.release import _rounded
+    from synergy_ros.learning.trainer import validate
 
     released = tmp_path / "models" / "tiny.pt"
     args = ["train", "--config", DEMO, "--output", str(tmp_path / "run"),
@@ -110,7 +110,7 @@ def test_release_scores_the_released_weights_against_constant_baselines(tmp_path
                                        False, config["seed"]), config["seed"])
     loader = make_loader(test, batch_size=2, shuffle=False, seed=config["seed"], epoch=0,
                          skip_batches=0, rank=0, world_size=1, num_workers=0, drop_last=False)
-    metrics, _ = evaluate(network, loader, config["val"]["depth_ranges"], torch.device("cpu"))
+    metrics, _ = validate(network, loader, config["val"]["depth_ranges"], torch.device("cpu"))
     assert _rounded(metrics) == held_out["model"]
 
 

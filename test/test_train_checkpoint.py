@@ -1,14 +1,19 @@
 """Checkpoint files: RNG capture/restore, weights_only round trip, clear errors."""
+import pickletools
 import random
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from synergy_ros.checkpoint import (capture_rng_state, load_checkpoint, load_weights,
-                                    restore_rng_state, save_checkpoint)
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ModelMeta, save_model_file
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ModelMeta, load_model_file, save_model_file
+from synergy_ros.learning.checkpoint import (capture_rng_state, load_checkpoint, load_weights,
+                                             restore_rng_state, save_checkpoint)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _draws():
@@ -97,3 +102,41 @@ def test_load_weights_names_mismatches():
         state = other.state_dict()
         del state["1.bias"]
         load_weights(other, state, "x.pt")
+
+
+def _pickled_globals(path):
+    """Module names of every class/function a torch.save file's pickle refers to."""
+    with zipfile.ZipFile(path) as archive:
+        [name] = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        data = archive.read(name)
+    modules, strings = set(), []
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(arg)
+        elif opcode.name == "STACK_GLOBAL":
+            modules.add(strings[-2])
+        elif opcode.name == "GLOBAL":
+            modules.add(arg.split(" ")[0])
+    return modules
+
+
+def test_model_files_and_checkpoints_survive_module_moves(tmp_path):
+    """Model files and checkpoints pickle only torch/builtin types, never a synergy_ros class,
+    so moving the package's modules (issue 12) cannot break files written before the move:
+    the bundled model below was written by the flat-layout code and must load unchanged."""
+    bundled = ROOT / "models" / "synergy_demo_r18.pt"
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    checkpoint = tmp_path / "last.pt"
+    save_checkpoint(checkpoint, model.state_dict(), _meta(), _training(model, optimizer,
+                                                                       scheduler))
+    for path in (bundled, checkpoint):
+        foreign = {m for m in _pickled_globals(path)
+                   if m.split(".")[0] not in ("torch", "collections", "builtins", "_codecs")}
+        assert not foreign, f"{path.name} pickles {sorted(foreign)}: use plain types"
+    meta = load_model_file(bundled, mmap=True)["meta"]
+    assert meta.class_names and meta.input_size

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from synergy_ros.modelfile import load_model_file
+from synergy_ros.core.modelfile import load_model_file
 from synergy_ros.network import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 WORKER = textwrap.dedent("""
     import os, sys, torch
     from synergy_ros.commands.train import add_arguments, resolve_run
-    from synergy_ros.distributed import shutdown_distributed
-    from synergy_ros.train import Trainer
+    from synergy_ros.learning.distributed import shutdown_distributed
+    from synergy_ros.learning.trainer import Trainer
     import argparse
 
     parser = argparse.ArgumentParser()

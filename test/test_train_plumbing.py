@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from synergy_ros.config import load_config
-from synergy_ros.errors import SynergyError
-from synergy_ros.train import batch_kind, lr_factor
-from synergy_ros.train_data import (SeededDataset, TargetFilter, batch_schedule,
-                                    batches_per_epoch, build_dataset, consumed_per_source,
-                                    make_loader, preflight)
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.learning.batches import (SeededDataset, TargetFilter, batch_schedule,
+                                          batches_per_epoch, build_dataset, consumed_per_source,
+                                          make_loader, preflight)
+from synergy_ros.learning.config import load_config
+from synergy_ros.learning.trainer import batch_kind, lr_factor
 
 
 class RandomSamples:
@@ -144,7 +144,7 @@ def test_target_filter_marks_dropped_targets_without_touching_the_dataset():
 
 
 def test_release_baselines_take_depth_and_labels_from_every_training_dataset():
-    from synergy_ros.release import training_statistics
+    from synergy_ros.learning.release import training_statistics
 
     depth_only = {**_sample(label=255), "depth": torch.full((1, 4, 6), 2.0),
                   "has_labels": False}

@@ -1,8 +1,9 @@
 """`synergy bench [runtime|model]`: benchmarks written as JSON + markdown.
 
-``runtime`` (default): latency/FPS/memory of the inference backends (``synergy_ros.bench``).
+``runtime`` (default): latency/FPS/memory of the inference backends
+(``synergy_ros.bench.runtime_bench``).
 ``model``: parameters, FLOPs and eager-torch CPU latency per backbone
-(``synergy_ros.bench_model``).
+(``synergy_ros.bench.model_bench``).
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
     """Write a seeded, untrained model file of the given encoder; returns its path."""
     import os
 
-    from synergy_ros.labels import get_label_set
-    from synergy_ros.modelfile import save_untrained_model
+    from synergy_ros.core.labels import get_label_set
+    from synergy_ros.network.untrained import save_untrained_model
 
     labels = get_label_set("nyu40")
     names, palette = labels.class_names, labels.palette
@@ -77,7 +78,7 @@ def _untrained_model(encoder: str, num_classes: int, folder: str) -> str:
 
 def _write_and_print(result: dict, markdown: str, output: str) -> None:
     """Write ``<output>.json`` + ``<output>.md`` and print the markdown and both paths."""
-    from synergy_ros.bench import write_result_files
+    from synergy_ros.bench.runtime_bench import write_result_files
 
     json_path, md_path = write_result_files(result, markdown, output)
     print(markdown)
@@ -86,11 +87,11 @@ def _write_and_print(result: dict, markdown: str, output: str) -> None:
 
 def _run_model(args: argparse.Namespace) -> int:
     """`synergy bench model`: parameters, FLOPs and CPU latency per backbone."""
-    from synergy_ros.bench import MIN_SIDE
-    from synergy_ros.bench_model import run_model_benchmark, to_markdown
-    from synergy_ros.errors import SynergyError
+    from synergy_ros.bench.model_bench import run_model_benchmark, to_markdown
+    from synergy_ros.bench.runtime_bench import MIN_SIDE
+    from synergy_ros.core.errors import SynergyError
+    from synergy_ros.core.sizes import parse_sizes
     from synergy_ros.network import ENCODERS
-    from synergy_ros.sizes import parse_sizes
 
     encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
     unknown = sorted(set(encoders) - set(ENCODERS))
@@ -116,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     import os
     import tempfile
 
-    from synergy_ros.bench import MIN_SIDE, run_benchmark, to_markdown
-    from synergy_ros.errors import SynergyError
+    from synergy_ros.bench.runtime_bench import MIN_SIDE, run_benchmark, to_markdown
+    from synergy_ros.core.errors import SynergyError
+    from synergy_ros.core.sizes import parse_sizes
     from synergy_ros.runtime.base import BACKENDS, PRECISIONS
-    from synergy_ros.sizes import parse_sizes
 
     backends = BACKENDS if args.backend == "all" else tuple(args.backend.split(","))
     unknown = set(backends) - set(BACKENDS)

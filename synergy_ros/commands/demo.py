@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 when every frame came back on every output, else 1."""
-    from synergy_ros import report
-    from synergy_ros.demo import DemoOptions, demo_markdown, how_to_view, run_demo
+    from synergy_ros.demo_pipeline import DemoOptions, demo_markdown, how_to_view, run_demo
+    from synergy_ros.evaluation import report
 
     result = run_demo(DemoOptions(output=args.output, frames=args.frames, model=args.model,
                                   height=args.height, width=args.width, seed=args.seed,

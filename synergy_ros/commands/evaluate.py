@@ -100,8 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    """Build :class:`synergy_ros.evaluate.EvaluateOptions` from parsed flags."""
-    from synergy_ros.evaluate import INDOOR_RANGES, OUTDOOR_RANGES, EvaluateOptions
+    """Build :class:`synergy_ros.evaluation.evaluator.EvaluateOptions` from parsed flags."""
+    from synergy_ros.evaluation.evaluator import INDOOR_RANGES, OUTDOOR_RANGES, EvaluateOptions
 
     ranges = args.ranges or (OUTDOOR_RANGES if args.outdoor else INDOOR_RANGES)
     max_depth = args.max_depth or (80.0 if args.outdoor else 10.0)
@@ -122,8 +122,8 @@ def options_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print the markdown report; exit 1 when the bag broke part-way (partial results
     are still written), 130 when interrupted."""
-    from synergy_ros import report
-    from synergy_ros.evaluate import evaluate
+    from synergy_ros.evaluation import report
+    from synergy_ros.evaluation.evaluator import evaluate
 
     result, written = evaluate(options_from_args(args))
     print(report.result_markdown(result))

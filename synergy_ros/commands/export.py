@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _export_onnx(args, options, checkpoint):
     from pathlib import Path
 
-    from synergy_ros.export import export_onnx
+    from synergy_ros.runtime.exporter import export_onnx
 
     suffix = "_fp16" if options.fp16 else ""
     output = Path(args.output or checkpoint.with_name(
@@ -63,8 +63,8 @@ def _export_onnx(args, options, checkpoint):
 def _build_engine(args, options, checkpoint, cache_dir):
     from pathlib import Path
 
-    from synergy_ros.errors import SynergyError
-    from synergy_ros.export import cached_onnx
+    from synergy_ros.core.errors import SynergyError
+    from synergy_ros.runtime.exporter import cached_onnx
     from synergy_ros.runtime.tensorrt_backend import engine_for_onnx, require_tensorrt
 
     require_tensorrt("build the engine on the GPU machine that will run it (`synergy export "
@@ -85,8 +85,8 @@ def _build_engine(args, options, checkpoint, cache_dir):
         return 0
     import math
 
-    from synergy_ros.export import Tolerance, compare_outputs, sample_image
     from synergy_ros.runtime import load_predictor
+    from synergy_ros.runtime.exporter import Tolerance, compare_outputs, sample_image
 
     with load_predictor(engine, backend="tensorrt") as trt_pred, \
             load_predictor(onnx_path, backend="onnxruntime") as ort_pred:
@@ -108,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from synergy_ros.errors import SynergyError
-    from synergy_ros.export import ExportOptions
+    from synergy_ros.core.errors import SynergyError
     from synergy_ros.runtime import default_cache_dir
+    from synergy_ros.runtime.exporter import ExportOptions
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     checkpoint = Path(args.checkpoint)
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             raise SynergyError(f"{checkpoint} is already ONNX; pass the .pt model file")
         height = width = 32  # unused: the ONNX's own size is used
     elif height is None or width is None:
-        from synergy_ros.modelfile import load_model_meta
+        from synergy_ros.core.modelfile import load_model_meta
 
         model_h, model_w = load_model_meta(checkpoint).input_size
         height, width = height or model_h, width or model_w

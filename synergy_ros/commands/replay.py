@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Play the bag; exit 0 at its end, 130 on Ctrl-C."""
-    from synergy_ros.replay import ReplayOptions, parse_remap, replay_bag
+    from synergy_ros.bags.player import ReplayOptions, parse_remap, replay_bag
 
     options = ReplayOptions(rate=args.rate, loop=args.loop, start_s=args.start,
                             remaps=dict(parse_remap(text) for text in args.remap),

@@ -33,14 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_run(args: argparse.Namespace) -> tuple[dict, Path]:
     """Return (resolved config, output folder) for the parsed arguments."""
-    from synergy_ros.config import apply_overrides, check_config, load_config
-    from synergy_ros.errors import SynergyError
+    from synergy_ros.core.errors import SynergyError
+    from synergy_ros.learning.config import apply_overrides, check_config, load_config
 
     resume_file = args.resume if args.resume and args.resume != "auto" else None
     if args.config:
         config = load_config(args.config, args.overrides)
     elif resume_file:
-        from synergy_ros.checkpoint import load_checkpoint
+        from synergy_ros.learning.checkpoint import load_checkpoint
 
         # only its config is needed here (mapped, not read); the Trainer loads the weights
         saved = load_checkpoint(resume_file, mmap=True)["training"]["config"]
@@ -62,18 +62,18 @@ def resolve_run(args: argparse.Namespace) -> tuple[dict, Path]:
 def run(args: argparse.Namespace) -> int:
     """Train; exit 0 when done, 130 after Ctrl-C (a resumable checkpoint is saved)."""
     if args.keys:
-        from synergy_ros.config import describe_keys
+        from synergy_ros.learning.config import describe_keys
 
         print(describe_keys())
         return 0
     config, output = resolve_run(args)
     if args.print_config:
-        from synergy_ros.config import dump_config
+        from synergy_ros.learning.config import dump_config
 
         print(dump_config(config), end="")
         return 0
-    from synergy_ros.checkpoint import checkpoint_path
-    from synergy_ros.train import Trainer, TrainingInterrupted
+    from synergy_ros.learning.checkpoint import checkpoint_path
+    from synergy_ros.learning.trainer import Trainer, TrainingInterrupted
 
     trainer = Trainer(config, output, resume=args.resume)
     try:
@@ -83,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"synergy train: {exc}", file=sys.stderr)
         return 130
     finally:
-        from synergy_ros.distributed import shutdown_distributed
+        from synergy_ros.learning.distributed import shutdown_distributed
 
         shutdown_distributed(trainer.dist)
     if trainer.dist.is_main and args.release:
-        from synergy_ros.release import release_model
+        from synergy_ros.learning.release import release_model
 
         best = checkpoint_path(output, "best")
         chosen = best if best.is_file() else checkpoint_path(output, "last")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 #: dataset kind -> (module, class)
 DATASETS = {

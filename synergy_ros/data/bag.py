@@ -22,10 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from synergy_ros.atomic import atomic_save, atomic_write_text
+from synergy_ros.bags import bagio
+from synergy_ros.bags.matching import StampMatcher
+from synergy_ros.core.atomic import atomic_save, atomic_write_text
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import LabelSet, get_label_set
 from synergy_ros.data.base import SampleDataset
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import LabelSet, get_label_set
+from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_ns
+from synergy_ros.ros.decoding import depth_from_image, labels_from_image
 
 CACHE_VERSION = 1
 
@@ -47,7 +51,6 @@ def _bag_fingerprint(bag: Path, streams: dict, max_dt_ns: int) -> str:
 
 def decode_rgb(msg) -> np.ndarray:
     """Image or CompressedImage -> (H, W, 3) uint8 RGB."""
-    from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb
 
     return compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
 
@@ -55,10 +58,9 @@ def decode_rgb(msg) -> np.ndarray:
 def decode_depth(msg) -> np.ndarray:
     """REP 118 depth Image -> (H, W) float32 metres, 0 = invalid (the sample convention).
 
-    Decoded by the evaluator's :func:`synergy_ros.scoring_io.depth_from_image` (NaN invalid);
+    Decoded by the evaluator's :func:`synergy_ros.ros.decoding.depth_from_image` (NaN invalid);
     its NaN and any +inf become 0 here. Other encodings raise ValueError.
     """
-    from synergy_ros.scoring_io import depth_from_image
 
     depth = depth_from_image(msg)
     return np.where(np.isfinite(depth), depth, np.float32(0))
@@ -84,7 +86,6 @@ class BagDataset(SampleDataset):
                  label_set: str | LabelSet | None = None, max_dt_ms: float = 0.0,
                  cache_dir: str | os.PathLike | None = None, show_progress: bool = True,
                  transform=None, seed: int = 0) -> None:
-        from synergy_ros import bagio
 
         super().__init__(transform, seed)
         if depth_topic is None and labels_topic is None:
@@ -128,10 +129,6 @@ class BagDataset(SampleDataset):
     def _build_cache(self, show_progress: bool) -> None:
         from tqdm import tqdm
 
-        from synergy_ros import bagio
-        from synergy_ros.matching import StampMatcher
-        from synergy_ros.ros.conversions import stamp_ns
-
         names = {topic: name for name, topic in self.streams.items()}
         others = [n for n in self.streams if n != "image"]
         matcher = StampMatcher("image", required=others, max_dt_ns=self.max_dt_ns)
@@ -156,7 +153,6 @@ class BagDataset(SampleDataset):
             print(f"bag dataset {self.bag}: {summary}")
 
     def _store(self, frame, frames: list, skipped: list) -> None:
-        from synergy_ros.scoring_io import labels_from_image
 
         decoders = {"image": decode_rgb, "depth": decode_depth, "labels": labels_from_image}
         try:

@@ -14,9 +14,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import LabelSet, check_train_ids
-from synergy_ros.rgb import rgb8_problem
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import LabelSet, check_train_ids
+from synergy_ros.core.rgb import rgb8_problem
+from synergy_ros.data.transforms import ToTensor
 
 try:  # torch is a hard dependency of training; keep import-time light for tools that only
     from torch.utils.data import Dataset as _TorchDataset  # list or check data
@@ -37,7 +38,6 @@ class SampleDataset(_TorchDataset):
     name = "dataset"
 
     def __init__(self, transform: Callable | None = None, seed: int = 0) -> None:
-        from synergy_ros.data.transforms import ToTensor
 
         self.transform = transform if transform is not None else ToTensor()
         self.seed = int(seed)

@@ -8,7 +8,7 @@ unpacked into one ``root``)::
 
 Label ids (0..33) are mapped with the official labelId -> trainId table to the label set
 ``cityscapes19`` (19 train ids) or ``cityscapes21`` (the paper's 21: + caravan, trailer; see
-:mod:`synergy_ros.labels`); everything else is 255 (ignore). Cityscapes has no metric depth
+:mod:`synergy_ros.core.labels`); everything else is 255 (ignore). Cityscapes has no metric depth
 here, so samples have ``has_depth=False`` (depth all 0): the semantics-only half of the paper's
 weakly-supervised outdoor training. ``max_samples`` with ``subset_seed`` draws a random
 subset (the paper uses 200 random fine-annotated images).
@@ -19,9 +19,9 @@ import os
 
 import numpy as np
 
-from synergy_ros.data.base import (SampleDataset, read_rgb, read_single_channel, require_dir)
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import get_label_set
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import get_label_set
+from synergy_ros.data.base import SampleDataset, read_rgb, read_single_channel, require_dir
 
 SPLITS = ("train", "val", "test")
 LAYOUT = ("<root>/leftImg8bit/<split>/<city>/*_leftImg8bit.png and "

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from synergy_ros.data.base import (SampleDataset, read_png_depth, read_rgb,
-                                   read_single_channel, require_dir)
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import LabelSet, get_label_set
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.rgb import IMAGE_SUFFIXES
+from synergy_ros.core.labels import LabelSet, get_label_set
+from synergy_ros.data.base import (SampleDataset, read_png_depth, read_rgb, read_single_channel,
+                                   require_dir)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LAYOUT = ("<root>[/<split>]/rgb/<stem>.png|jpg, optional depth/<stem>.png (16-bit, mm) or "
           ".npy (float m), optional labels/<stem>.png (train ids, 255 = ignore)")
 

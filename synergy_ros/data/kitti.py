@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.data.base import (SampleDataset, read_png_depth, read_rgb, read_text_file,
                                    require_dir, require_file)
-from synergy_ros.errors import SynergyError
 
 RAW_LAYOUT = ("<raw_root>/<date>/<date>_drive_<nnnn>_sync/image_02/data/<frame>.png with "
               "<raw_root>/<date>/calib_cam_to_cam.txt")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import get_label_set
 from synergy_ros.data.base import SampleDataset, require_file
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import get_label_set
 
 SPLITS = ("train", "test", "all")
 SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}

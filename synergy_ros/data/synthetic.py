@@ -29,10 +29,12 @@ from typing import Iterator
 
 import numpy as np
 
+from synergy_ros.bags.bagio import BagWriter
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.geometry import PinholeIntrinsics
+from synergy_ros.core.labels import SYNTHETIC_CLASSES, get_label_set
 from synergy_ros.data.base import SampleDataset
-from synergy_ros.errors import SynergyError
-from synergy_ros.geometry import PinholeIntrinsics
-from synergy_ros.labels import SYNTHETIC_CLASSES, get_label_set
+from synergy_ros.ros.conversions import array_to_image, intrinsics_to_camera_info
 
 FLOOR, WALL, CEILING, BOX, CYLINDER, SKY = range(6)
 assert SYNTHETIC_CLASSES[SKY] == "sky"
@@ -518,8 +520,6 @@ def frame_messages(frame: SyntheticFrame, stamp_ns: int, frame_id: str = CAMERA_
     """
     from std_msgs.msg import Header
 
-    from synergy_ros.ros.conversions import array_to_image, intrinsics_to_camera_info
-
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     depth = np.where(frame.depth > 0, frame.depth, np.float32(np.nan)).astype(np.float32)
@@ -551,8 +551,6 @@ def write_synthetic_bag(path, num_frames: int, height: int = 240, width: int = 3
     from pathlib import Path
 
     from tqdm import tqdm
-
-    from synergy_ros.bagio import BagWriter
 
     target = Path(path)
     if target.exists():

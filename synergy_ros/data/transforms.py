@@ -36,8 +36,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from synergy_ros.labels import IGNORE_INDEX
-from synergy_ros.modelfile import IMAGENET_MEAN, IMAGENET_STD
+from synergy_ros.core.labels import IGNORE_INDEX
+from synergy_ros.core.modelfile import IMAGENET_MEAN, IMAGENET_STD
 
 Transform = Callable[[dict, np.random.Generator], dict]
 #: ITU-R BT.601 luma weights of R, G, B (the grey image ColorJitter's contrast and saturation

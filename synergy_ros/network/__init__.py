@@ -10,8 +10,8 @@ from synergy_ros.network.attention import attention_map
 from synergy_ros.network.backbone import RESNET_SPECS, ResNetEncoder
 from synergy_ros.network.config import (ENCODERS, GRANULARITIES, SHARING_MODES, UPCONV_MODES,
                                         NetworkConfig)
-from synergy_ros.network.synergy import (PAD_MULTIPLE, PARAMETER_GROUPS, SynergyNet,
-                                         SynergyOutput, build_network, load_encoder_weights)
+from synergy_ros.network.synergy import (PAD_MULTIPLE, PARAMETER_GROUPS, SynergyNet, SynergyOutput,
+                                         build_network, load_encoder_weights)
 from synergy_ros.network.variants import DecoderPlan, decoder_plan
 
 __all__ = [

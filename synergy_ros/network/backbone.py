@@ -17,7 +17,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 
 class BasicBlock(nn.Module):

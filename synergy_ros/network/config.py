@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 SHARING_MODES = ("lateral", "separate", "cascaded", "merge_in", "branch_out")
@@ -12,6 +12,9 @@ GRANULARITIES = ("scalar", "channel")
 UPCONV_MODES = ("bilinear", "upproj")
 CASCADE_ORDERS = ("semantic", "depth")
 NUM_UPCONVS = 4
+
+#: Parameter groups of the network (optimizer groups, freezing); see SynergyNet.parameter_groups.
+PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "semantic_head")
 
 
 @dataclasses.dataclass

@@ -24,15 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 from synergy_ros.network.attention import attention_map
 from synergy_ros.network.backbone import ResNetEncoder, check_encoder_state_dict, read_state_dict
-from synergy_ros.network.config import NetworkConfig
+from synergy_ros.network.config import PARAMETER_GROUPS, NetworkConfig
 from synergy_ros.network.decoder import UpSkip, conv_bn_relu
 from synergy_ros.network.variants import SynergyDecoder
 
 PAD_MULTIPLE = 32
-PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "semantic_head")
 
 
 class SynergyOutput(NamedTuple):

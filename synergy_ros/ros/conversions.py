@@ -31,7 +31,8 @@ import sys
 
 import numpy as np
 
-from synergy_ros.geometry import PinholeIntrinsics
+from synergy_ros.core.geometry import PinholeIntrinsics
+from synergy_ros.core.rgb import rgb8_problem
 
 # Largest image side and payload accepted: anything bigger is a corrupt header, not a camera.
 MAX_SIDE = 1 << 15
@@ -333,7 +334,6 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None, quality: 
 
     if fmt not in ("jpeg", "png"):
         raise ValueError(f"compressed format must be 'jpeg' or 'png', got {fmt!r}")
-    from synergy_ros.rgb import rgb8_problem
 
     rgb = np.asarray(rgb)
     problem = rgb8_problem(rgb)

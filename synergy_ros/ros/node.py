@@ -22,15 +22,16 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.geometry import PinholeIntrinsics
-from synergy_ros.labels import palette_lut
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.geometry import PinholeIntrinsics
+from synergy_ros.core.labels import palette_lut
 from synergy_ros.ros import params as node_params
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
 from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 from synergy_ros.ros.qos import qos_profile
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
+from synergy_ros.runtime import load_predictor
 
 THROTTLE_S = 5.0
 
@@ -132,7 +133,6 @@ class SynergyPipeline:
 
     # ---- setup -------------------------------------------------------------------------
     def _load_predictor(self):
-        from synergy_ros.runtime import load_predictor
 
         s = self._settings
         if not s["model"]:

@@ -12,9 +12,8 @@ from typing import Collection, Iterator
 
 import numpy as np
 
-from synergy_ros.geometry import PinholeIntrinsics
-from synergy_ros.ros.conversions import (array_to_image, intrinsics_to_camera_info,
-                                         labels_to_image)
+from synergy_ros.core.geometry import PinholeIntrinsics
+from synergy_ros.ros.conversions import array_to_image, intrinsics_to_camera_info, labels_to_image
 from synergy_ros.ros.pointcloud import build_pointcloud2
 
 #: Output key -> topic name relative to the node's namespace (or evaluate's --output-prefix).
@@ -45,7 +44,7 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
         rgb: (H, W, 3) uint8 camera image the prediction was made from.
         camera: intrinsics of the H x W camera image; None skips depth_info and points.
         header: std_msgs/Header copied into every message (stamp, optical frame).
-        palette: (C, 3) uint8 colours per class id (:func:`synergy_ros.labels.palette_lut`).
+        palette: (C, 3) uint8 colours per class id (:func:`synergy_ros.core.labels.palette_lut`).
         wanted: the keys to build (attention only when the prediction has one).
         depth_encoding: ``32FC1`` metres with NaN invalid, or ``16UC1`` millimetres, 0 invalid.
         semantic_blend: weight of the camera image in semantic_color (0 = palette only).

@@ -28,7 +28,8 @@ import sys
 
 import numpy as np
 
-from synergy_ros.geometry import PinholeIntrinsics, backproject
+from synergy_ros.core.atomic import atomic_write_bytes
+from synergy_ros.core.geometry import PinholeIntrinsics, backproject
 from synergy_ros.ros.conversions import new_message, zeroed_byte_array
 
 POINT_STEP = 32
@@ -198,7 +199,6 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray | 
     Returns:
         the number of vertices written.
     """
-    from synergy_ros.atomic import atomic_write_bytes
 
     points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
     keep = np.isfinite(points).all(axis=1)

@@ -16,6 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from synergy_ros.network.untrained import save_untrained_model
+from synergy_ros.ros.conversions import array_to_image
+from synergy_ros.ros.qos import qos_profile
+from synergy_ros.runtime.torch_backend import TorchPredictor
+
 
 def make_model_file(path: str | Path, num_classes: int = 5, input_size=(48, 64),
                     encoder: str = "resnet18", seed: int = 0) -> Path:
@@ -28,7 +33,6 @@ def make_model_file(path: str | Path, num_classes: int = 5, input_size=(48, 64),
         encoder: resnet18/34/50/101.
         seed: torch seed for the random weights.
     """
-    from synergy_ros.modelfile import save_untrained_model
 
     rng = np.random.default_rng(seed)
     return save_untrained_model(path, {"encoder": encoder, "max_depth": 10.0},
@@ -39,7 +43,6 @@ def make_model_file(path: str | Path, num_classes: int = 5, input_size=(48, 64),
 
 def slow_predictor(model_path: str | Path, delay_s: float, **kwargs):
     """A real TorchPredictor for ``model_path`` whose inference takes ``delay_s`` longer."""
-    from synergy_ros.runtime.torch_backend import TorchPredictor
 
     class SlowPredictor(TorchPredictor):
         """TorchPredictor + a fixed sleep per batch (a slower device, same real outputs)."""
@@ -108,13 +111,11 @@ class RosHarness:
 
     def publisher(self, msg_type, topic: str, reliable: bool = True, depth: int = 10):
         """A publisher on ``topic`` with the given reliability, keep-last ``depth``."""
-        from synergy_ros.ros.qos import qos_profile
 
         return self.node.create_publisher(msg_type, topic, qos_profile(reliable, depth))
 
     def record(self, msg_type, topic: str, key: str | None = None, reliable: bool = True):
         """Subscribe to ``topic`` and keep every message under ``key`` (default: topic)."""
-        from synergy_ros.ros.qos import qos_profile
 
         key = key or topic
         with self._lock:
@@ -169,8 +170,6 @@ def camera_frame(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera_optical
                  encoding: str = "rgb8"):
     """An Image of ``rgb`` (H, W, 3) uint8 stamped ``stamp_ns`` (encoding rgb8 or bgr8)."""
     from std_msgs.msg import Header
-
-    from synergy_ros.ros.conversions import array_to_image
 
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)

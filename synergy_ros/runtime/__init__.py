@@ -4,8 +4,9 @@
 ``predictor.predict(rgb (H, W, 3) uint8) -> Prediction(depth m, labels, attention)``.
 Importing this package does not import torch, onnxruntime or TensorRT.
 """
-from synergy_ros.runtime.base import Prediction, Predictor, RawOutput
+from synergy_ros.runtime.base import Predictor
 from synergy_ros.runtime.loader import choose_backend, default_cache_dir, load_predictor
+from synergy_ros.runtime.prediction import Prediction, RawOutput
 
 __all__ = ["Prediction", "Predictor", "RawOutput", "choose_backend", "default_cache_dir",
            "load_predictor"]

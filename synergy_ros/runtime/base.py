@@ -7,14 +7,15 @@ torch, onnxruntime and TensorRT all see byte-identical inputs and produce output
 from __future__ import annotations
 
 import abc
-import dataclasses
 import time
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ModelMeta
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ModelMeta
+from synergy_ros.runtime.prediction import Prediction, RawOutput
+from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor
 
 #: Names of the deployed graph's tensors (ONNX and TensorRT); see docs/runtime.md.
 INPUT_NAME = "image"
@@ -45,40 +46,6 @@ def graph_io_spec(input_size: Sequence[int], batch: int = 1,
     return spec
 
 
-@dataclasses.dataclass
-class Prediction:
-    """One image's result.
-
-    Attributes:
-        depth: (H, W) float32 depth in metres (> 0).
-        labels: (H, W) semantic class ids, uint8 (<= 255 classes) or uint16.
-        attention: (H, W) float32 attention map (the paper's depth-aware attention), or None
-            when not requested / not exported.
-        timings_ms: wall time of the batch this image was in: ``preprocess``, ``inference``,
-            ``postprocess`` (milliseconds).
-
-    H, W are the input image's size (``output_resolution="input"``, the default) or the
-    model's input size (``output_resolution="model"``).
-    """
-
-    depth: np.ndarray
-    labels: np.ndarray
-    attention: np.ndarray | None = None
-    timings_ms: dict = dataclasses.field(default_factory=dict)
-
-
-class RawOutput(NamedTuple):
-    """A backend's raw result at model resolution (numpy, batch first).
-
-    depth (B, 1, h, w) float32 metres; labels (B, h, w) integer class ids (argmax done by the
-    backend / in-graph); attention (B, 1, h', w') float32 or None.
-    """
-
-    depth: np.ndarray
-    labels: np.ndarray
-    attention: np.ndarray | None
-
-
 class Predictor(abc.ABC):
     """Base class: shared pre/post-processing around a backend's :meth:`infer`.
 
@@ -98,9 +65,6 @@ class Predictor(abc.ABC):
     def __init__(self, meta: ModelMeta, *, input_size: Sequence[int] | None = None,
                  output_resolution: str = "input", with_attention: bool = False,
                  max_batch: int | None = None) -> None:
-        # imported here: preprocess.py imports this module's Prediction/RawOutput at its top
-        from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor
-
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise SynergyError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, "
                                f"got {output_resolution!r}")

@@ -1,7 +1,7 @@
 """Build-once caches for derived model files (TensorRT engines, ONNX exports of .pt files).
 
 A cached artifact ``X`` has a sidecar ``X.json`` (written after ``X``; both atomically via
-``synergy_ros.atomic``) recording the *key* it was built for, the artifact's SHA-256 and size,
+``synergy_ros.core.atomic``) recording the *key* it was built for, the artifact's SHA-256 and size,
 and extra fields such as the model metadata and the engine's I/O tensors. An artifact is reused
 only when its sidecar matches the expected key and the file's hash; otherwise it is stale and
 rebuilt with a warning. A ``X.lock`` file taken with ``fcntl.flock`` makes concurrent processes
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-from synergy_ros.atomic import atomic_write_bytes, atomic_write_text
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.atomic import atomic_write_bytes, atomic_write_text
+from synergy_ros.core.errors import SynergyError
 
 LOG = logging.getLogger("synergy_ros.runtime.cache")
 CACHE_FORMAT = "synergy_ros.cached_artifact"

@@ -20,8 +20,12 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import load_model_meta
 from synergy_ros.runtime.base import BACKENDS, PRECISIONS, Predictor
+from synergy_ros.runtime.exporter import ExportOptions, cached_onnx
+from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor, cuda_provider_available
+from synergy_ros.runtime.tensorrt_backend import load_tensorrt_predictor
 
 LOG = logging.getLogger("synergy_ros.runtime")
 MODEL_SUFFIXES = (".pt", ".onnx", ".engine")
@@ -44,7 +48,6 @@ def _cuda_available() -> bool:
 def _ort_cuda() -> bool:
     if not _installed("onnxruntime"):
         return False
-    from synergy_ros.runtime.onnx_backend import cuda_provider_available
 
     return cuda_provider_available()
 
@@ -140,12 +143,12 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
     cache_dir = Path(engine_cache_dir) if engine_cache_dir else default_cache_dir(path)
     common = {"output_resolution": output_resolution, "with_attention": with_attention}
     if backend == "torch":
+        # lazy: torch_backend imports torch; importing synergy_ros.runtime must not (layer rule)
         from synergy_ros.runtime.torch_backend import TorchPredictor
 
         return TorchPredictor(path, device=device, precision=precision, input_size=input_size,
                               num_threads=num_threads, **common)
     if backend == "onnxruntime":
-        from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor
 
         onnx_path = path
         if path.suffix.lower() == ".pt":
@@ -155,7 +158,6 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
             LOG.info("precision fp16 with an .onnx file: the file's own precision is used")
         return OnnxRuntimePredictor(onnx_path, device=device, input_size=input_size,
                                     num_threads=num_threads, **common)
-    from synergy_ros.runtime.tensorrt_backend import load_tensorrt_predictor
 
     onnx_or_engine = path
     if path.suffix.lower() == ".pt":
@@ -167,8 +169,6 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
 def _export_for(model_path: Path, cache_dir: Path, input_size: Sequence[int] | None,
                 with_attention: bool, fp16: bool) -> Path:
     """Cached ONNX export of a .pt model file at ``input_size`` (default its meta's)."""
-    from synergy_ros.export import ExportOptions, cached_onnx
-    from synergy_ros.modelfile import load_model_meta
 
     if input_size is None:
         input_size = load_model_meta(model_path).input_size

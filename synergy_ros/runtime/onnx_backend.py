@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ONNX_META_KEY, ModelMeta
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
 from synergy_ros.runtime.base import (ATTENTION_NAME, DEPTH_NAME, INPUT_NAME, LABELS_NAME,
                                       Predictor, RawOutput, graph_io_spec)
 from synergy_ros.runtime.engine_cache import io_problems

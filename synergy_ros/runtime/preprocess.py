@@ -20,9 +20,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.rgb import rgb8_problem
-from synergy_ros.runtime.base import Prediction, RawOutput
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.rgb import rgb8_problem
+from synergy_ros.runtime.prediction import Prediction, RawOutput
 
 
 def check_rgb_image(image: np.ndarray, index: int = 0) -> np.ndarray:

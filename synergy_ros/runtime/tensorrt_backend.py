@@ -18,16 +18,19 @@ from typing import Sequence
 
 import numpy as np
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ONNX_META_KEY, ModelMeta
-from synergy_ros.runtime.base import INPUT_NAME, Predictor, RawOutput, graph_io_spec
+from synergy_ros.core.atomic import atomic_write_bytes
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.rgb import IMAGE_SUFFIXES
+from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
+from synergy_ros.runtime.base import INPUT_NAME, Predictor, graph_io_spec
 from synergy_ros.runtime.engine_cache import (EngineKey, cached_build, engine_cache_path,
                                               environment_problems, file_sha256, io_problems,
                                               read_record, record_problems, sidecar_path)
+from synergy_ros.runtime.prediction import RawOutput
+from synergy_ros.runtime.preprocess import Preprocessor
 
 LOG = logging.getLogger("synergy_ros.runtime")
 DEFAULT_WORKSPACE_GB = 2.0
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 _FALLBACK = "pass --backend onnxruntime to run without TensorRT"
 
 
@@ -104,9 +107,6 @@ def _image_calibrator(trt, image_dir: Path, meta: ModelMeta, input_shape: Sequen
     """An IInt8EntropyCalibrator2 feeding preprocessed images from ``image_dir``."""
     import cv2
     import torch
-
-    from synergy_ros.atomic import atomic_write_bytes
-    from synergy_ros.runtime.preprocess import Preprocessor
 
     files = sorted(p for p in Path(image_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files and not cache_file.is_file():

@@ -7,8 +7,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.runtime.base import Predictor, RawOutput
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.runtime.base import Predictor
+from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.torch_graph import DeployGraph, build_from_model_file
 
 
@@ -16,7 +17,7 @@ class TorchPredictor(Predictor):
     """Predictor on a ``.pt`` model file with PyTorch.
 
     Args:
-        model_path: model file or training checkpoint (``synergy_ros.modelfile``).
+        model_path: model file or training checkpoint (``synergy_ros.core.modelfile``).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         precision: ``"fp32"``, or ``"fp16"`` (CUDA only: CPU half convolutions are slower).
         num_threads: torch intra-op threads (None: leave torch's setting).

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ModelMeta, load_model_file
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ModelMeta, load_model_file
+from synergy_ros.network import build_network
 
 
 def build_from_model_file(model_path: str | os.PathLike) -> tuple[torch.nn.Module, ModelMeta]:
@@ -22,7 +23,6 @@ def build_from_model_file(model_path: str | os.PathLike) -> tuple[torch.nn.Modul
     Raises SynergyError naming the file when its metadata and weights disagree (e.g. a
     checkpoint for a different number of classes or another encoder).
     """
-    from synergy_ros.network import build_network
 
     payload = load_model_file(model_path)
     meta: ModelMeta = payload["meta"]

@@ -18,7 +18,7 @@ Reading is streaming: :func:`iter_messages` yields one :class:`BagMessage` at a 
 bytes plus lazy deserialisation) and never loads the whole bag. A path may be a bag directory
 (with ``metadata.yaml``) or a bare ``.mcap`` / ``.db3`` file, or a ROS 1 ``.bag`` file: ROS 1
 bags are read with ``rosbags.highlevel.AnyReader`` (message definitions from the bag), each
-message converted to its rclpy type (:mod:`synergy_ros.ros1_messages`: ``Header.seq`` dropped,
+message converted to its rclpy type (:mod:`synergy_ros.bags.ros1`: ``Header.seq`` dropped,
 ``CameraInfo.K`` -> ``k``) and re-serialised as CDR, so everything downstream, replay included,
 sees ROS 2 messages.
 """
@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import os
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.bags.ros1 import to_rclpy
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.ros.message_types import message_class
 
 STORAGES = ("mcap", "sqlite3")
 BAG_VERSION = 8
@@ -50,24 +51,6 @@ def message_type_name(msg) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def message_class(msgtype: str):
-    """Import the rclpy message class for a type name such as ``sensor_msgs/msg/Image``."""
-    parts = msgtype.split("/")
-    if len(parts) == 2:  # ROS 1 style "sensor_msgs/Image"
-        parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3 or not all(parts):
-        raise SynergyError(f"cannot read message type name {msgtype!r} "
-                           "(expected package/msg/Type)")
-    package, kind, name = parts
-    try:
-        return getattr(importlib.import_module(f"{package}.{kind}"), name)
-    except (ImportError, AttributeError) as exc:
-        raise SynergyError(
-            f"message type {msgtype} is not available in this Python environment ({exc}); "
-            f"install its package (ROS: ros-<distro>-{package.replace('_', '-')}, PyPI wheel: "
-            f"ros-{package.replace('_', '-')}) or read the raw bytes only") from None
-
-
 def _msg_search_dirs() -> list[Path]:
     prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     prefixes.append(sys.prefix)
@@ -255,8 +238,6 @@ def _ros1_message(reader, conn, log_time_ns: int, data) -> BagMessage:
     """One ROS 1 message as a BagMessage of CDR bytes, or carrying why it cannot be one."""
     from rclpy.serialization import serialize_message
 
-    from synergy_ros.ros1_messages import to_rclpy
-
     try:
         msg = to_rclpy(reader.deserialize(data, conn.msgtype), message_class(conn.msgtype))
         return BagMessage(conn.topic, conn.msgtype, log_time_ns, serialize_message(msg), msg)
@@ -421,5 +402,5 @@ def _stream(bag: Path, topics: list[str]) -> Iterator[BagMessage]:
         reader.close()
 
 
-#: Alias used by :mod:`synergy_ros.replay` (same items: topic, msgtype, log_time_ns, data).
+#: Alias used by :mod:`synergy_ros.bags.player` (same items: topic, msgtype, log_time_ns, data).
 iter_raw_messages = iter_messages

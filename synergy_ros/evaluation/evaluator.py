@@ -8,7 +8,8 @@ Two modes over one streaming loop:
   ``/synergy/depth`` recorded on the robot) are scored, optionally with their semantic masks
   (``pred_semantic_topic``).
 
-Frames are paired with ground truth by ``header.stamp`` (:class:`synergy_ros.matching.StampMatcher`;
+Frames are paired with ground truth by ``header.stamp``
+(:class:`synergy_ros.bags.matching.StampMatcher`;
 exact, or nearest within ``max_dt_s``); whatever does not pair is counted and reported. Ground
 truth is a depth Image (``32FC1`` metres, ``16UC1``/``mono16`` millimetres; 0 / NaN invalid) or a
 PointCloud2 in the camera's optical frame, projected through ``camera_info_topic`` (nearest
@@ -33,13 +34,21 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from synergy_ros import report
-from synergy_ros.atomic import atomic_write_text
-from synergy_ros.errors import SynergyError
-from synergy_ros.matching import MatchedFrame, StampMatcher
-from synergy_ros.ros.conversions import stamp_ns
-from synergy_ros.scoring_io import depth_from_cloud, depth_from_image, labels_from_image, resize_to
-from synergy_ros.streaming import OrderedPool, ReadError, default_workers, prefetch
+from synergy_ros.bags import bagio
+from synergy_ros.bags.bagio import BagWriter
+from synergy_ros.bags.matching import MatchedFrame, StampMatcher
+from synergy_ros.core.atomic import atomic_write_text
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import colorize, get_label_set, palette_lut
+from synergy_ros.evaluation import report
+from synergy_ros.evaluation.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
+from synergy_ros.evaluation.streaming import OrderedPool, ReadError, default_workers, prefetch
+from synergy_ros.ros.conversions import (camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb,
+                                         stamp_ns)
+from synergy_ros.ros.decoding import (depth_from_cloud, depth_from_image, labels_from_image,
+                                      resize_to)
+from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
+from synergy_ros.runtime import load_predictor
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -194,7 +203,6 @@ class _Accumulator:
     """
 
     def __init__(self, options: EvaluateOptions, num_classes: int | None) -> None:
-        from synergy_ros.metrics import DepthRangeEvaluator, SemanticConfusion
 
         self.ranges = DepthRangeEvaluator(list(options.ranges), min_depth=options.min_depth,
                                           max_depth=options.max_depth)
@@ -297,7 +305,6 @@ class Evaluator:
     def _setup_labels(self) -> None:
         options = self.options
         if options.model:
-            from synergy_ros.runtime import load_predictor
 
             self.predictor = load_predictor(options.model, backend=options.backend,
                                             device=options.device,
@@ -307,13 +314,11 @@ class Evaluator:
             self.class_names = list(self.predictor.meta.class_names)
             self.palette = list(self.predictor.meta.palette)
         elif options.label_set:
-            from synergy_ros.labels import get_label_set
 
             label_set = get_label_set(options.label_set)
             self.class_names = list(label_set.class_names)
             self.palette = list(label_set.palette)
         elif options.num_classes:
-            from synergy_ros.labels import get_label_set
 
             self.class_names = [f"class_{i}" for i in range(options.num_classes)]
             base = list(get_label_set("nyu40").palette)
@@ -341,8 +346,6 @@ class Evaluator:
         frame order.
         """
         from tqdm import tqdm
-
-        from synergy_ros import bagio
 
         options = self.options
         topics = list(self.stream_of)
@@ -403,7 +406,6 @@ class Evaluator:
         job = _Job(index, frame, self._camera_info)
         if not self.options.model:
             return job
-        from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb
 
         image_msg = frame.items["image"]
         try:
@@ -434,7 +436,6 @@ class Evaluator:
             acc.seconds += time.perf_counter() - start
 
     def _score_frame(self, job: "_Job", acc: _Accumulator) -> dict:
-        from synergy_ros.metrics import DEPTH_METRIC_KEYS
 
         options = self.options
         frame = job.frame
@@ -494,7 +495,6 @@ class Evaluator:
         if self.topic_types[self.options.gt_topic] == CLOUD:
             if camera_info is None:
                 raise ValueError("no camera_info yet to project the ground-truth cloud")
-            from synergy_ros.ros.conversions import camera_info_to_intrinsics
 
             return depth_from_cloud(msg, camera_info_to_intrinsics(camera_info))
         return depth_from_image(msg)
@@ -507,7 +507,6 @@ class Evaluator:
             return
         if index // self._sample_every >= options.num_samples:
             return
-        from synergy_ros.labels import colorize
 
         panels = []
         if rgb is not None:
@@ -524,16 +523,12 @@ class Evaluator:
         self._samples.append((index, name))  # list.append is atomic across threads
 
     def _open_output_bag(self) -> None:
-        from synergy_ros.bagio import BagWriter
-        from synergy_ros.labels import palette_lut
 
         self._output_palette = palette_lut(self.palette, len(self.class_names))
         self._writer = BagWriter(self.options.output_bag, storage="mcap").open()
 
     def _prediction_messages(self, image_msg, job: "_Job") -> dict:
         """The node's depth, semantic, semantic_color, depth/camera_info and points messages."""
-        from synergy_ros.ros.conversions import camera_info_to_intrinsics
-        from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 
         prefix = self.options.output_prefix.rstrip("/")
         camera = None
@@ -590,7 +585,6 @@ class Evaluator:
         return [{"range": label, **row} for label, row in table.items()]
 
     def _semantic(self) -> dict:
-        from synergy_ros.metrics import SemanticConfusion
 
         if self.accumulators[0].confusion is None:
             return {}
@@ -671,7 +665,6 @@ def _relative(path: Path, base: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 def _message_count(bag: Path, topic: str) -> int | None:
     """Messages on ``topic`` according to the bag's index (None when it cannot tell)."""
-    from synergy_ros import bagio
 
     try:
         return bagio.bag_message_counts(bag).get(topic) or None
@@ -685,7 +678,6 @@ def check_bag(options: EvaluateOptions) -> dict[str, str]:
     Returns topic -> type. Raises SynergyError naming the problem (and listing the bag's
     topics when one is missing or has the wrong type).
     """
-    from synergy_ros import bagio
 
     if options.model and options.pred_topic:
         raise SynergyError("give either --model (with --image-topic) to run a model, or "

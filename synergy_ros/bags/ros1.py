@@ -22,7 +22,8 @@ import re
 
 import numpy as np
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.ros.message_types import message_class
 
 _ELEMENT_TYPE = re.compile(r"^(?:sequence<)?([A-Za-z0-9_]+/(?:msg/)?[A-Za-z0-9_]+)")
 
@@ -37,7 +38,6 @@ def _fields(value) -> dict[str, str]:
 def _element_class(type_name: str):
     """rclpy class of the elements of a message-array field type such as
     ``sequence<sensor_msgs/PointField>`` or ``geometry_msgs/Point[3]``."""
-    from synergy_ros.bagio import message_class
 
     match = _ELEMENT_TYPE.match(type_name)
     if match is None:

@@ -18,8 +18,11 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from synergy_ros.bagio import BagMessage, message_class, require_topics
-from synergy_ros.errors import SynergyError
+from synergy_ros.bags import bagio
+from synergy_ros.bags.bagio import BagMessage, require_topics
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.ros.message_types import message_class
+from synergy_ros.ros.qos import qos_profile
 
 #: Sleep granularity of the timing loop (s): Ctrl-C and ``stop`` are honoured this fast.
 _SLEEP_SLICE_S = 0.05
@@ -101,7 +104,6 @@ class Player:
     """
 
     def __init__(self, node, topic_types: dict[str, str], options: ReplayOptions) -> None:
-        from synergy_ros.ros.qos import qos_profile
 
         self.node = node
         self.options = options
@@ -207,8 +209,6 @@ def replay_bag(bag: str | Path, options: ReplayOptions, wait_for_subscribers_s: 
     """Play ``bag`` on a fresh rclpy context until the end (or Ctrl-C); returns the stats."""
     import rclpy
     from tqdm import tqdm
-
-    from synergy_ros import bagio
 
     bag = Path(bag)
     topic_types = bagio.bag_topics(bag)

@@ -29,12 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from synergy_ros import __version__
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ONNX_META_KEY, ModelMeta
+from synergy_ros.core.atomic import atomic_write_bytes
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
 from synergy_ros.runtime.base import (ATTENTION_NAME, DEPTH_NAME, INPUT_NAME, LABELS_NAME,
                                       graph_io_spec)
+from synergy_ros.runtime.engine_cache import cached_build, file_sha256, key_digest
+from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor
 
-LOG = logging.getLogger("synergy_ros.export")
+LOG = logging.getLogger("synergy_ros.runtime.exporter")
 DEFAULT_OPSET = 17
 
 
@@ -123,6 +126,7 @@ def export_onnx_bytes(model_path: str | os.PathLike,
     import onnx
     import torch
 
+    # lazy: torch_graph imports torch; importing synergy_ros.runtime must not (layer rule)
     from synergy_ros.runtime.torch_graph import DeployGraph, build_from_model_file
 
     net, meta = build_from_model_file(model_path)
@@ -163,7 +167,7 @@ def verify_onnx(onnx_path: str | os.PathLike, model_path: str | os.PathLike,
     Both run on the same preprocessed sample image (``sample_image`` at the ONNX input size).
     The tolerance follows the ONNX file's precision (``TOLERANCES``).
     """
-    from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor
+    # lazy: torch_backend imports torch; importing synergy_ros.runtime must not (layer rule)
     from synergy_ros.runtime.torch_backend import TorchPredictor
 
     with OnnxRuntimePredictor(onnx_path, device="cpu") as onnx_pred, \
@@ -195,7 +199,6 @@ def export_onnx(model_path: str | os.PathLike, output: str | os.PathLike,
 
     Raises SynergyError when the parity check fails (the file stays, for inspection).
     """
-    from synergy_ros.atomic import atomic_write_bytes
 
     data, _ = export_onnx_bytes(model_path, options)
     atomic_write_bytes(output, data)
@@ -225,7 +228,6 @@ def cached_onnx(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
     """ONNX export of a ``.pt`` model kept in ``cache_dir``, keyed by the file's SHA-256, the
     export options and the synergy_ros/torch versions; exported (once, under a file lock) when
     missing or stale."""
-    from synergy_ros.runtime.engine_cache import cached_build, file_sha256, key_digest
 
     model_path = Path(model_path)
     if not model_path.is_file():

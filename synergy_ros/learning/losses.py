@@ -29,9 +29,9 @@ from typing import Mapping, Optional
 import torch
 import torch.nn.functional as F
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
 DEPTH_LOSSES = ("l2", "depth_attention", "joint_gradient")

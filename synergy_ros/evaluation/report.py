@@ -1,8 +1,9 @@
 """Render evaluation results: markdown tables, per-frame CSV, colourised PNGs, plots.
 
 Everything here takes plain numpy arrays and the JSON-ready result dict of
-:mod:`synergy_ros.evaluate`, so the same pictures serve ``synergy evaluate`` and ``synergy demo``.
-Images are (H, W, 3) uint8 RGB (label images are coloured by :func:`synergy_ros.labels.colorize`);
+:mod:`synergy_ros.evaluation.evaluator`, so the same pictures serve ``synergy evaluate`` and
+``synergy demo``. Images are (H, W, 3) uint8 RGB (label images are coloured by
+:func:`synergy_ros.core.labels.colorize`);
 depth is (H, W) float32 metres with NaN or <= 0 invalid.
 PNGs are written through OpenCV (always available); the error-vs-range and error-over-time
 plots need matplotlib, an optional dependency: without it they are skipped with a note.
@@ -18,7 +19,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from synergy_ros.atomic import atomic_write_bytes, atomic_write_text
+from synergy_ros.core.atomic import atomic_write_bytes, atomic_write_text
 
 #: Depth metric keys in table order, with the column titles of the paper's Tables 4-7.
 DEPTH_COLUMNS = (("abs_rel", "rel"), ("sq_rel", "sq rel"), ("rmse", "rms (m)"),

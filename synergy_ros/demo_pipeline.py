@@ -9,12 +9,13 @@ The steps, all on this machine's CPU with DDS on loopback:
    crash or a GIL-heavy model cannot stall the player, and its log goes to
    ``<output>/node.log``), in namespace ``/synergy`` with ``image``/``camera_info`` remapped
    to the camera topics and reliable input QoS;
-3. play the bag with :class:`synergy_ros.replay.Player` (reliable QoS) in lockstep: a frame's
+3. play the bag with :class:`synergy_ros.bags.player.Player` (reliable QoS) in lockstep: a frame's
    image is published only once the node has answered the previous one on all five outputs
    (so the node never has to drop a frame), while a recorder on the same rclpy node
    subscribes to the four input and five output topics and writes them, as received, to
    ``<output>/bag`` (MCAP, receive time as bag time, like ``ros2 bag record``);
-4. evaluate that bag in prediction mode (:mod:`synergy_ros.evaluate`) into ``metrics.json``,
+4. evaluate that bag in prediction mode (:mod:`synergy_ros.evaluation.evaluator`) into
+``metrics.json``,
    ``report.md``, PNGs (including ``demo_strip.png``: input | depth | semantic | cloud) and
    ``cloud.ply``;
 5. print where everything is and how to look at it.
@@ -38,20 +39,32 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from synergy_ros.atomic import atomic_write_text
-from synergy_ros.errors import SynergyError
-from synergy_ros.ros.conversions import stamp_ns
+from synergy_ros.bags import bagio
+from synergy_ros.bags.bagio import BagWriter
+from synergy_ros.bags.player import Player, ReplayOptions
+from synergy_ros.core.atomic import atomic_write_text
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import get_label_set
+from synergy_ros.data.synthetic import write_synthetic_bag
+from synergy_ros.evaluation import report
+from synergy_ros.evaluation.evaluator import EvaluateOptions, Evaluator, json_safe
+from synergy_ros.network.untrained import save_untrained_model
+from synergy_ros.ros.conversions import image_to_rgb, stamp_ns
+from synergy_ros.ros.decoding import depth_from_image
+from synergy_ros.ros.message_types import message_class
+from synergy_ros.ros.pointcloud import pointcloud2_to_array, unpack_rgb, write_ply
+from synergy_ros.ros.qos import qos_profile
 
 NAMESPACE = "/synergy"
 INPUT_TOPICS = {"/camera/image_raw": "sensor_msgs/msg/Image",
                 "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
                 "/camera/depth_gt": "sensor_msgs/msg/Image",
                 "/camera/semantic_gt": "sensor_msgs/msg/Image"}
-OUTPUT_TOPICS = {f"{NAMESPACE}/depth": "sensor_msgs/msg/Image",
-                 f"{NAMESPACE}/depth/camera_info": "sensor_msgs/msg/CameraInfo",
-                 f"{NAMESPACE}/semantic": "sensor_msgs/msg/Image",
-                 f"{NAMESPACE}/semantic_color": "sensor_msgs/msg/Image",
-                 f"{NAMESPACE}/points": "sensor_msgs/msg/PointCloud2"}
+RECORDED_OUTPUTS = {f"{NAMESPACE}/depth": "sensor_msgs/msg/Image",
+                    f"{NAMESPACE}/depth/camera_info": "sensor_msgs/msg/CameraInfo",
+                    f"{NAMESPACE}/semantic": "sensor_msgs/msg/Image",
+                    f"{NAMESPACE}/semantic_color": "sensor_msgs/msg/Image",
+                    f"{NAMESPACE}/points": "sensor_msgs/msg/PointCloud2"}
 IMAGE_TOPIC = "/camera/image_raw"
 BUNDLED_MODEL = "synergy_demo_r18.pt"
 #: Marker file: a folder holding it was written by `synergy demo` and may be replaced.
@@ -116,8 +129,6 @@ def build_untrained_model(path: str | Path, input_size: tuple[int, int] = (96, 1
     It has the ``synthetic`` label set and runs at ``input_size`` (h, w) pixels. Its depth and
     labels are meaningless; it lets the pipeline run where no trained model exists.
     """
-    from synergy_ros.labels import get_label_set
-    from synergy_ros.modelfile import save_untrained_model
 
     labels = get_label_set("synthetic")
     return save_untrained_model(
@@ -189,8 +200,6 @@ class Recorder:
 
     def __init__(self, node, bag_path: Path, topics: dict[str, str]) -> None:
         """Create reliable subscriptions for every topic (type names as in a bag)."""
-        from synergy_ros.bagio import BagWriter, message_class
-        from synergy_ros.ros.qos import qos_profile
 
         self.writer = BagWriter(bag_path, storage="mcap").open()
         self.stamps: dict[str, list[int]] = {topic: [] for topic in topics}
@@ -296,7 +305,6 @@ class DemoResult:
 
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the whole demo (see the module docstring); raises SynergyError on failure."""
-    from synergy_ros.data.synthetic import write_synthetic_bag
 
     if options.frames < 1 or options.height < 16 or options.width < 16:
         raise SynergyError("--frames must be >= 1 and the image at least 16 x 16 pixels")
@@ -376,14 +384,11 @@ def _play_and_record(options: DemoOptions, input_bag: Path, bag_path: Path,
     from rclpy.executors import SingleThreadedExecutor
     from tqdm import tqdm
 
-    from synergy_ros import bagio
-    from synergy_ros.replay import Player, ReplayOptions
-
     image_stamps = [stamp_ns(m.message) for m in bagio.iter_messages(input_bag, [IMAGE_TOPIC])]
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("synergy_demo", context=context)
-    recorder = Recorder(node, bag_path, {**INPUT_TOPICS, **OUTPUT_TOPICS})
+    recorder = Recorder(node, bag_path, {**INPUT_TOPICS, **RECORDED_OUTPUTS})
     recorder.keep_stamp = image_stamps[len(image_stamps) // 2]
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -430,10 +435,10 @@ def _play_and_record(options: DemoOptions, input_bag: Path, bag_path: Path,
         rclpy.try_shutdown(context=context)
         recorder.close()
     wanted = set(image_stamps)
-    frames_out = {topic: len(set(recorder.stamps[topic]) & wanted) for topic in OUTPUT_TOPICS}
-    foreign = sum(len([s for s in recorder.stamps[t] if s not in wanted]) for t in OUTPUT_TOPICS)
+    frames_out = {topic: len(set(recorder.stamps[topic]) & wanted) for topic in RECORDED_OUTPUTS}
+    foreign = sum(len([s for s in recorder.stamps[t] if s not in wanted]) for t in RECORDED_OUTPUTS)
     duplicates = sum(len(recorder.stamps[t]) - len(set(recorder.stamps[t]))
-                     for t in OUTPUT_TOPICS)
+                     for t in RECORDED_OUTPUTS)
     if duplicates:
         notes.append(f"{duplicates} output messages repeated a stamp")
     kept = dict(recorder.kept)
@@ -449,7 +454,7 @@ def _wait_for_node(node, player, process, log_path: Path, timeout_s: float) -> N
                                f"was ready; its log ({log_path}):\n{_log_tail(log_path)}")
         camera_ready = all(player.publishers[t].get_subscription_count() >= 2
                            for t in ("/camera/image_raw", "/camera/camera_info"))
-        outputs_ready = all(node.count_publishers(t) >= 1 for t in OUTPUT_TOPICS)
+        outputs_ready = all(node.count_publishers(t) >= 1 for t in RECORDED_OUTPUTS)
         if camera_ready and outputs_ready:
             time.sleep(0.5)  # let the node's publishers match our subscriptions as well
             return
@@ -462,7 +467,7 @@ def _wait_for_node(node, player, process, log_path: Path, timeout_s: float) -> N
 
 def _await_outputs(recorder: Recorder, stamp: int, timeout_s: float, process,
                    log_path: Path) -> None:
-    missing = recorder.wait_for(OUTPUT_TOPICS, stamp, timeout_s)
+    missing = recorder.wait_for(RECORDED_OUTPUTS, stamp, timeout_s)
     if missing and process.poll() is not None:
         raise SynergyError(f"synergy_node died (exit {process.returncode}); its log "
                            f"({log_path}):\n{_log_tail(log_path)}")
@@ -470,7 +475,6 @@ def _await_outputs(recorder: Recorder, stamp: int, timeout_s: float, process,
 
 def _evaluate(output: Path, kept: dict, options: DemoOptions) -> tuple[dict, dict[str, Path]]:
     """Prediction-mode evaluation of the recorded bag plus the README strip and the PLY."""
-    from synergy_ros.evaluate import EvaluateOptions, Evaluator, json_safe
 
     images = output / "images"
     evaluator = Evaluator(EvaluateOptions(
@@ -485,10 +489,6 @@ def _evaluate(output: Path, kept: dict, options: DemoOptions) -> tuple[dict, dic
 
 
 def _strip_and_cloud(output: Path, kept: dict, images: Path) -> dict[str, Path]:
-    from synergy_ros import report
-    from synergy_ros.scoring_io import depth_from_image
-    from synergy_ros.ros.conversions import image_to_rgb
-    from synergy_ros.ros.pointcloud import pointcloud2_to_array, unpack_rgb, write_ply
 
     files: dict[str, Path] = {}
     needed = (IMAGE_TOPIC, f"{NAMESPACE}/depth", f"{NAMESPACE}/semantic_color",
@@ -520,8 +520,6 @@ def _strip_and_cloud(output: Path, kept: dict, images: Path) -> dict[str, Path]:
 
 def _write_summary(result: DemoResult) -> None:
     """metrics.json (evaluation + demo counts) and report.md."""
-    from synergy_ros import report
-    from synergy_ros.evaluate import json_safe
 
     output = result.output
     demo = {"model": str(result.model), "model_note": result.model_note,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from synergy_ros import __version__
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.atomic import atomic_save
+from synergy_ros.core.errors import SynergyError
 
 MODEL_FORMAT = "synergy_ros.model"
 MODEL_FORMAT_VERSION = 1
@@ -117,8 +118,6 @@ def save_model_file(path: str | os.PathLike, state_dict: dict, meta: ModelMeta,
     """Atomically write a model file (``extra`` keys are stored beside, e.g. optimizer state)."""
     import torch
 
-    from synergy_ros.atomic import atomic_save
-
     payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
                "meta": meta.to_dict(), "state_dict": state_dict, **extra}
     atomic_save(path, lambda handle: torch.save(payload, handle))
@@ -158,31 +157,3 @@ def load_model_file(path: str | os.PathLike, weights_only: bool = True,
 def load_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The :class:`ModelMeta` of a model file without reading its weights into memory."""
     return load_model_file(path, mmap=True)["meta"]
-
-
-def save_untrained_model(path: str | os.PathLike, network: dict, class_names: list,
-                         palette: list, input_size: tuple = (240, 320), seed: int = 0,
-                         extra: dict | None = None) -> Path:
-    """Write a real synergy model file with seeded random (untrained) weights.
-
-    For pipeline checks, tests and latency benchmarks, where the weights do not matter.
-
-    Args:
-        path: output ``.pt``.
-        network: NetworkConfig fields; ``num_classes`` defaults to ``len(class_names)``.
-        class_names, palette: one name and one (r, g, b) colour per class id.
-        input_size: (height, width) in pixels the model runs at.
-        seed: torch seed for the random weights.
-        extra: free-form JSON stored in the metadata (e.g. a note that it is untrained).
-    """
-    import torch
-
-    from synergy_ros.network import build_network
-
-    torch.manual_seed(seed)
-    model = build_network({"num_classes": len(class_names), **network})
-    meta = ModelMeta(network=model.config.to_dict(), class_names=list(class_names),
-                     palette=list(palette), input_size=tuple(input_size),
-                     max_depth=model.config.max_depth, extra=dict(extra or {}))
-    save_model_file(path, model.state_dict(), meta)
-    return Path(path)

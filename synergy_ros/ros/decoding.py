@@ -7,6 +7,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from synergy_ros.ros.conversions import image_to_array
+from synergy_ros.ros.pointcloud import pointcloud2_to_array
+
 
 def depth_from_image(msg) -> np.ndarray:
     """Decode a depth Image to (H, W) float32 metres with NaN where invalid.
@@ -14,7 +17,6 @@ def depth_from_image(msg) -> np.ndarray:
     ``32FC1`` (and ``64FC1``) are metres (REP 118); ``16UC1`` / ``mono16`` are millimetres
     with 0 = invalid. Other encodings raise ValueError.
     """
-    from synergy_ros.ros.conversions import image_to_array
 
     array = image_to_array(msg)
     encoding = msg.encoding
@@ -37,7 +39,6 @@ def labels_from_image(msg) -> np.ndarray:
 
     The array may share memory with the message (do not modify it).
     """
-    from synergy_ros.ros.conversions import image_to_array
 
     if msg.encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
         raise ValueError(f"semantic image encoding {msg.encoding!r} is not a class-id "
@@ -48,11 +49,10 @@ def labels_from_image(msg) -> np.ndarray:
 def depth_from_cloud(msg, intrinsics) -> np.ndarray:
     """Project a PointCloud2 (optical frame, metres) into an (H, W) float32 depth image.
 
-    ``intrinsics`` (:class:`~synergy_ros.geometry.PinholeIntrinsics`) gives the image size and
+    ``intrinsics`` (:class:`~synergy_ros.core.geometry.PinholeIntrinsics`) gives the image size and
     projection u = fx x / z + cx, v = fy y / z + cy; the nearest point wins each pixel,
     pixels without a point are NaN.
     """
-    from synergy_ros.ros.pointcloud import pointcloud2_to_array
 
     cloud = pointcloud2_to_array(msg)
     names = cloud.dtype.names or ()

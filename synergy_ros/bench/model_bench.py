@@ -4,7 +4,7 @@ FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
 multiply-accumulate; convolutions and matmuls only, so BN/ReLU/resize are not included).
 Latency: batch 1, fp32, ``torch.no_grad``, eval mode, eager torch, after one warm-up run;
 min and median wall time and median process CPU time of ``iters`` runs. Untrained weights
-(speed does not depend on their values). Results name the machine (``synergy_ros.machine``)
+(speed does not depend on their values). Results name the machine (``synergy_ros.core.machine``)
 and its load average before and after.
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ import statistics
 import time
 from typing import Iterable, Sequence
 
+from synergy_ros.core.machine import machine_info, machine_summary
+from synergy_ros.network import build_network
 from synergy_ros.network.config import ENCODERS as DEFAULT_ENCODERS
 
 DEFAULT_SIZES = ((320, 240), (640, 480))  # (width, height) pixels, as cameras are quoted
@@ -67,9 +69,6 @@ def run_model_benchmark(encoders: Iterable[str] = DEFAULT_ENCODERS,
     import torch
     from tqdm import tqdm
 
-    from synergy_ros.machine import machine_info
-    from synergy_ros.network import build_network
-
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -112,7 +111,6 @@ def run_model_benchmark(encoders: Iterable[str] = DEFAULT_ENCODERS,
 
 def to_markdown(result: dict) -> str:
     """Render a ``run_model_benchmark`` result as the committed markdown file."""
-    from synergy_ros.machine import machine_summary
 
     settings = result["settings"]
     sizes = list(result["results"][0]["sizes"]) if result["results"] else []

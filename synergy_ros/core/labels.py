@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 IGNORE_INDEX = 255
 

@@ -1,6 +1,6 @@
 """Training checkpoints: a model file plus everything needed to continue bit-for-bit.
 
-A checkpoint is a model file (:mod:`synergy_ros.modelfile`) with one extra key::
+A checkpoint is a model file (:mod:`synergy_ros.core.modelfile`) with one extra key::
 
     "training": {"epoch": int,            # epoch the next step belongs to (0-based)
                  "epoch_step": int,       # batches of that epoch already consumed
@@ -14,7 +14,7 @@ A checkpoint is a model file (:mod:`synergy_ros.modelfile`) with one extra key::
 so every checkpoint also works as a model for inference, export and ``init.checkpoint``.
 Everything is stored as tensors and plain Python values, which is what lets
 ``torch.load(weights_only=True)`` (no arbitrary unpickling) read it back. Files are written
-atomically (temp file + fsync + rename, :mod:`synergy_ros.atomic`): a crash or Ctrl-C while
+atomically (temp file + fsync + rename, :mod:`synergy_ros.core.atomic`): a crash or Ctrl-C while
 saving leaves the previous checkpoint intact.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.modelfile import ModelMeta, load_model_file, save_model_file
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.modelfile import ModelMeta, load_model_file, save_model_file
 
 TRAINING_KEY = "training"
 #: Entries of the ``training`` dict that resuming cannot do without.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,11 @@ import itertools
 import random
 from typing import Any, Iterator, Sequence
 
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import IGNORE_INDEX
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import IGNORE_INDEX
+from synergy_ros.data import DATASETS
+from synergy_ros.data import build_dataset as build_registered
+from synergy_ros.data.transforms import build_transform
 
 #: Spec keys consumed here (the rest go to the dataset class): ``augment`` holds keyword
 #: arguments of ``synergy_ros.data.transforms.build_transform`` (scale_range, depth_mode,
@@ -74,9 +77,6 @@ def build_dataset(spec: dict, input_size: Sequence[int], train: bool, seed: int)
         train: training (random augmentation) or evaluation (resize only) transform.
         seed: augmentation seed (the dataset seeds sample i of epoch e from it).
     """
-    from synergy_ros.data import DATASETS
-    from synergy_ros.data import build_dataset as build_registered
-    from synergy_ros.data.transforms import build_transform
 
     spec = dict(spec)
     kind = spec.pop("type", None)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Camera-frame file types read with OpenCV (folder datasets, INT8 calibration images).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
+
 
 def rgb8_problem(image) -> str | None:
     """What keeps ``image`` from being an (H, W, 3) uint8 RGB array; None when nothing does."""

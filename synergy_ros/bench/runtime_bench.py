@@ -1,7 +1,8 @@
 """Runtime benchmark: latency, FPS and memory of each backend at each image size.
 
 Every (backend, precision, size) case runs in a fresh Python process (``python -m
-synergy_ros.bench --worker``) so its peak RSS and first-call latency are its own. ONNX exports
+synergy_ros.bench.runtime_bench --worker``) so its peak RSS and first-call latency are its own.
+ONNX exports
 (for onnxruntime / TensorRT) are made by the parent beforehand and reported as ``export_s``;
 the worker reports ``load_s`` (session creation, engine build or cached engine load), the
 first predict call, then ``iters`` timed predict calls after ``warmup`` untimed ones.
@@ -24,6 +25,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from synergy_ros.core.atomic import atomic_write_text
+from synergy_ros.core.machine import machine_info, machine_summary
+from synergy_ros.core.modelfile import load_model_meta
+from synergy_ros.runtime import load_predictor
+from synergy_ros.runtime.exporter import ExportOptions, cached_onnx, sample_image
+from synergy_ros.runtime.prediction import RawOutput
+from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor
+from synergy_ros.runtime.tensorrt_backend import engine_for_onnx
 
 # smallest benchmark image side (pixels): the encoder downsamples by 32
 MIN_SIDE = 32
@@ -51,14 +61,11 @@ def peak_rss_mb() -> float:
 def run_case(spec: dict) -> dict:
     """Benchmark one case in this process; ``spec`` holds model, backend, precision, width,
     height, iters, warmup, threads, cache_dir, device. Returns the measurements."""
-    from synergy_ros.export import sample_image
-    from synergy_ros.runtime import load_predictor
 
     width, height = spec["width"], spec["height"]
     result: dict = {}
     start = time.perf_counter()
     if spec["backend"] == "tensorrt":
-        from synergy_ros.runtime.tensorrt_backend import engine_for_onnx
 
         _, _, built = engine_for_onnx(spec["model"], spec["cache_dir"], spec["precision"],
                                       spec["device"])
@@ -103,9 +110,6 @@ def measure_resize_path(camera_wh: tuple, model_wh: tuple, num_classes: int,
                         iters: int = 30) -> dict:
     """Mean ms of the shared pre/post-processing for a camera image of ``camera_wh`` run at a
     model size ``model_wh`` (resize down, normalise; depth/labels resized back up)."""
-    from synergy_ros.export import sample_image
-    from synergy_ros.runtime.base import RawOutput
-    from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor
 
     (cam_w, cam_h), (model_w, model_h) = camera_wh, model_wh
     pre = Preprocessor((model_h, model_w), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -129,7 +133,7 @@ def measure_resize_path(camera_wh: tuple, model_wh: tuple, num_classes: int,
 def _run_isolated(spec: dict, timeout_s: float) -> dict:
     """Run :func:`run_case` in a fresh interpreter; returns its result or {'error': ...}."""
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
-    proc = subprocess.run([sys.executable, "-m", "synergy_ros.bench", "--worker",
+    proc = subprocess.run([sys.executable, "-m", "synergy_ros.bench.runtime_bench", "--worker",
                            json.dumps(spec)], capture_output=True, text=True, env=env,
                           timeout=timeout_s)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -166,10 +170,6 @@ def run_benchmark(model: str | os.PathLike, backends: Sequence[str], sizes: Sequ
     run once, at the first count).
     """
     from tqdm import tqdm
-
-    from synergy_ros.export import ExportOptions, cached_onnx
-    from synergy_ros.machine import machine_info
-    from synergy_ros.modelfile import load_model_meta
 
     model = Path(model)
     meta = load_model_meta(model)
@@ -287,7 +287,6 @@ def compute_ratios(results: list, resize_path: dict | None = None) -> dict:
 
 def to_markdown(report: dict) -> str:
     """Markdown table + targets + machine for ``report`` from :func:`run_benchmark`."""
-    from synergy_ros.machine import machine_summary
 
     model = report["model"]
     lines = [f"# Runtime benchmark: {model['encoder']} synergy net, {model['num_classes']} "
@@ -357,7 +356,6 @@ def write_result_files(result: dict, markdown: str, output: str | os.PathLike
                        ) -> tuple[Path, Path]:
     """Write ``result`` to ``<output>.json`` and ``markdown`` to ``<output>.md`` atomically
     (folders created); returns both paths."""
-    from synergy_ros.atomic import atomic_write_text
 
     base = Path(output)
     base.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ meaning; a YAML file only states what differs from the defaults. Resolution orde
 
 Values are coerced to the key's type (PyYAML reads ``1e-3`` as a string, so numbers written
 without a dot still become floats). An unknown key, a wrong type or a value outside the allowed
-choices raises :class:`~synergy_ros.errors.SynergyError` naming the key, where it came from and
+choices raises :class:`~synergy_ros.core.errors.SynergyError` naming the key, where it came from and
 the valid keys/values. Sections marked *open* (``model``, ``loss``, dataset specs) hold keys
 owned by another module (``NetworkConfig``, ``SynergyLoss``, the dataset builders), which
 validate them when the trainer builds those objects, still before any training step.
@@ -21,9 +21,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from synergy_ros.errors import SynergyError
-
-PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "semantic_head")
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.network.config import PARAMETER_GROUPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +69,7 @@ SCHEMA: dict = {
                                             "the encoder", optional=True),
     },
     "data": {
-        "labels": Key("synthetic", "str", "label set (synergy_ros.labels): synthetic, nyu40, "
+        "labels": Key("synthetic", "str", "label set (synergy_ros.core.labels): synthetic, nyu40, "
                                           "cityscapes19, cityscapes21"),
         "input_size": Key([96, 128], "list", "training/inference size [height, width] pixels"),
         "train": Key([], "list", "training datasets: list of specs {type: ..., ...}; "

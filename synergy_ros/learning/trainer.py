@@ -3,7 +3,7 @@
 One :class:`Trainer` serves every config (``config/train_*.yaml``):
 
 - **supervised**: every batch carries depth and labels (missing values are marked invalid:
-  depth 0, label 255) and the full :class:`~synergy_ros.losses.SynergyLoss` is minimised.
+  depth 0, label 255) and the full :class:`~synergy_ros.learning.losses.SynergyLoss` is minimised.
 - **alternating** (weakly supervised outdoor fine-tuning, supplementary Sec. 8): each
   training dataset gets its own loader and steps take one batch from each in turn. A batch
   whose samples only carry depth computes only the depth loss terms and the parameters of
@@ -33,15 +33,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synergy_ros.atomic import atomic_write_text
-from synergy_ros.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint,
-                                    load_weights, restore_rng_state, save_checkpoint)
-from synergy_ros.config import PARAMETER_GROUPS, dump_config
-from synergy_ros.distributed import DistInfo, any_rank, barrier, init_distributed
-from synergy_ros.errors import SynergyError
-from synergy_ros.train_data import (SeededDataset, batch_schedule, batches_per_epoch,
-                                    build_dataset, consumed_per_source, make_loader,
-                                    preflight)
+from synergy_ros.core.atomic import atomic_write_text
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import get_label_set
+from synergy_ros.core.modelfile import ModelMeta, load_model_file
+from synergy_ros.evaluation.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
+from synergy_ros.learning.batches import (SeededDataset, batch_schedule, batches_per_epoch,
+                                          build_dataset, consumed_per_source, make_loader,
+                                          preflight)
+from synergy_ros.learning.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint,
+                                             load_weights, restore_rng_state, save_checkpoint)
+from synergy_ros.learning.config import PARAMETER_GROUPS, dump_config
+from synergy_ros.learning.distributed import DistInfo, any_rank, barrier, init_distributed
+from synergy_ros.learning.losses import LOSS_NAMES, SynergyLoss
+from synergy_ros.network import build_network, load_encoder_weights
 
 #: Frozen parameter groups per batch kind in alternating mode.
 FROZEN_GROUPS = {"depth": ("semantic", "semantic_head"), "semantic": ("depth",), "joint": ()}
@@ -156,7 +161,7 @@ class Trainer:
     """Build everything a config describes, then :meth:`fit`.
 
     Args:
-        config: resolved config (:func:`synergy_ros.config.load_config`).
+        config: resolved config (:func:`synergy_ros.learning.config.load_config`).
         output: run folder (created; rank 0 writes into it).
         resume: checkpoint to continue from, ``"auto"`` (``output/last.pt`` if present) or
             None (fresh run; refuses a folder that already holds a checkpoint).
@@ -179,9 +184,6 @@ class Trainer:
         torch.manual_seed(config["seed"])
         if config["train"]["deterministic"]:
             torch.use_deterministic_algorithms(True)
-
-        from synergy_ros.labels import get_label_set
-        from synergy_ros.losses import SynergyLoss
 
         self.label_set = get_label_set(config["data"]["labels"])
         self.model = self._build_model()
@@ -231,8 +233,6 @@ class Trainer:
         return None
 
     def _build_model(self) -> Any:
-        from synergy_ros.modelfile import load_model_file
-        from synergy_ros.network import build_network, load_encoder_weights
 
         init = self.config["init"]
         model = build_network(self.config["model"])
@@ -333,7 +333,6 @@ class Trainer:
 
     def meta(self, extra: dict | None = None) -> Any:
         """ModelMeta of the trained network (classes, palette, input size, max depth)."""
-        from synergy_ros.modelfile import ModelMeta
 
         return ModelMeta(network=self.model.config.to_dict(),
                          class_names=list(self.label_set.class_names),
@@ -399,7 +398,6 @@ class Trainer:
             return
         self.output.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.output / "config.yaml", dump_config(self.config))
-        from synergy_ros.losses import LOSS_NAMES
 
         self._columns = list(STEP_COLUMNS) + list(LOSS_NAMES)
         log = self.output / "train_log.csv"
@@ -616,7 +614,6 @@ class Trainer:
         return metrics
 
     def _check_best_metric(self) -> None:
-        from synergy_ros.metrics import DEPTH_METRIC_KEYS
 
         valid = ("loss", *DEPTH_METRIC_KEYS, *SEMANTIC_METRIC_KEYS)
         name = self.config["val"]["best_metric"]
@@ -642,7 +639,7 @@ class Trainer:
                              shuffle=False, seed=self.config["seed"], epoch=0, skip_batches=0,
                              rank=0, world_size=1, num_workers=data["num_workers"],
                              drop_last=False)
-        metrics, report = evaluate(self.model, loader, depth_ranges=self.config["val"][
+        metrics, report = validate(self.model, loader, depth_ranges=self.config["val"][
                                        "depth_ranges"], device=self.device, loss=self.loss,
                                    max_batches=self.config["val"]["max_batches"],
                                    amp_dtype=self.amp_dtype if self.amp_enabled else None)
@@ -650,7 +647,7 @@ class Trainer:
         return metrics, report
 
 
-def evaluate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any = None,
+def validate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any = None,
              max_batches: int | None = None, amp_dtype: Any = None,
              predict: Any = None) -> tuple[dict, str]:
     """Score a model (or a ``predict(image) -> SynergyOutput`` function) on a loader.
@@ -664,8 +661,6 @@ def evaluate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any 
         (flat metrics dict, markdown report with the depth-range table).
     """
     import torch
-
-    from synergy_ros.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
 
     config = model.config
     ranges = DepthRangeEvaluator([r for r in depth_ranges if r is not None],

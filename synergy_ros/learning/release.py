@@ -4,7 +4,7 @@ compact model file and a JSON metadata file beside it.
 ``synergy train --config C --release models/NAME.pt`` trains and then calls
 :func:`release_model`, which writes
 
-- ``models/NAME.pt``: a model file (:mod:`synergy_ros.modelfile`) without optimizer state,
+- ``models/NAME.pt``: a model file (:mod:`synergy_ros.core.modelfile`) without optimizer state,
   weights in float16 when ``release.fp16`` (the runtime casts them back to float32);
   ``meta.extra`` holds the metrics and the reproducing command.
 - ``models/NAME.json``: config, class names, palette, input size, max depth, the held-out
@@ -20,9 +20,15 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-from synergy_ros.atomic import atomic_write_text
-from synergy_ros.errors import SynergyError
-from synergy_ros.labels import IGNORE_INDEX
+from synergy_ros.core.atomic import atomic_write_text
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.labels import IGNORE_INDEX
+from synergy_ros.core.machine import machine_summary
+from synergy_ros.core.modelfile import ModelMeta, load_model_file, save_model_file
+from synergy_ros.learning.batches import SeededDataset, build_dataset, make_loader
+from synergy_ros.learning.checkpoint import load_weights
+from synergy_ros.learning.trainer import validate
+from synergy_ros.network import SynergyOutput, build_network
 
 
 def training_statistics(datasets: Sequence[Any], samples: int,
@@ -63,13 +69,6 @@ def release_model(checkpoint: str | os.PathLike, model_path: str | os.PathLike, 
     """
     import torch
 
-    from synergy_ros.checkpoint import load_weights
-    from synergy_ros.machine import machine_summary
-    from synergy_ros.modelfile import ModelMeta, load_model_file, save_model_file
-    from synergy_ros.network import SynergyOutput, build_network
-    from synergy_ros.train import evaluate
-    from synergy_ros.train_data import build_dataset, make_loader, SeededDataset
-
     release = config["release"]
     if not release["test"]:
         raise SynergyError("--release needs a held-out dataset: set release.test, e.g. "
@@ -90,7 +89,7 @@ def release_model(checkpoint: str | os.PathLike, model_path: str | os.PathLike, 
                        seed=config["seed"], epoch=0, skip_batches=0, rank=0, world_size=1,
                        num_workers=0, drop_last=False)
     ranges = config["val"]["depth_ranges"]
-    model_metrics, model_table = evaluate(model, make_loader(test, **loader_args), ranges,
+    model_metrics, model_table = validate(model, make_loader(test, **loader_args), ranges,
                                           device)
     train_sets = [build_dataset(spec, size, False, config["seed"]) for spec in data["train"]]
     mean_depth, majority = training_statistics(train_sets, release["baseline_samples"],
@@ -103,7 +102,7 @@ def release_model(checkpoint: str | os.PathLike, model_path: str | os.PathLike, 
         logits[:, majority] = 1.0
         return SynergyOutput(depth, logits)
 
-    base_metrics, base_table = evaluate(model, make_loader(test, **loader_args), ranges, device,
+    base_metrics, base_table = validate(model, make_loader(test, **loader_args), ranges, device,
                                         predict=constant)
     info = {
         "model_file": Path(model_path).name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 
 def parse_size(text: str, minimum: int = 1) -> tuple[int, int]:

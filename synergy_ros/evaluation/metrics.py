@@ -22,7 +22,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from synergy_ros.errors import SynergyError
+from synergy_ros.core.errors import SynergyError
 
 DEPTH_METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10",
                      "delta1", "delta2", "delta3")

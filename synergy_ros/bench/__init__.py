@@ -1,0 +1,3 @@
+"""Benchmarks: runtime latency/memory per backend (``runtime_bench``) and model size/FLOPs/
+latency per backbone (``model_bench``).
+"""
