@@ -62,15 +62,18 @@ def write_bag(path, messages, storage):
     return path
 
 
-def brute_force(messages, window=WINDOW):
-    """Pair every prediction (in receive order) with the unused partner of its stamp nearest
-    in receive time within ``window``; return (frames, expected depth / semantic metrics)."""
+def brute_force(messages, window=WINDOW, max_dt=0):
+    """Pair every prediction (in receive order) with the unused partner of the nearest stamp
+    within ``max_dt`` (ties: nearer in receive time) recorded within ``window``; return
+    (frames, expected depth / semantic metrics)."""
     used = set()
 
     def partner(pred, stream):
         candidates = [m for m in messages if m.stream == stream and id(m) not in used
-                      and m.stamp == pred.stamp and abs(m.log - pred.log) <= window]
-        best = min(candidates, key=lambda m: abs(m.log - pred.log), default=None)
+                      and abs(m.stamp - pred.stamp) <= max_dt
+                      and abs(m.log - pred.log) <= window]
+        best = min(candidates, key=lambda m: (abs(m.stamp - pred.stamp), abs(m.log - pred.log)),
+                   default=None)
         if best is not None:
             used.add(id(best))
         return best
@@ -144,17 +147,20 @@ CASES = {  # name: (messages, frames kept before the fix)
 }
 
 
-@pytest.mark.parametrize("storage", STORAGES)
+@pytest.mark.parametrize("storage,max_dt", [("mcap", 0), ("sqlite3", 0), ("mcap", 10 * MS)])
 @pytest.mark.parametrize("case", list(CASES))
-def test_every_valid_frame_is_kept_whatever_the_stamp_order(tmp_path, case, storage):
+def test_every_valid_frame_is_kept_whatever_the_stamp_order(tmp_path, case, storage, max_dt):
     build, kept_before = CASES[case]
     messages = build()
+    if max_dt:  # nearest-stamp matching: predictions stamped 4 ms after their image
+        for msg in messages:
+            msg.stamp += 4 * MS if msg.stream == "pred" else 0
     bag = write_bag(tmp_path / "bag", messages, storage)
     result, _ = evaluate(EvaluateOptions(
         bag=bag, gt_topic=TOPICS["gt"], pred_topic=TOPICS["pred"],
         pred_semantic_topic=TOPICS["pred_sem"], semantic_gt_topic=TOPICS["sem_gt"],
-        label_set="synthetic", progress=False))
-    frames, depth, pixel_acc = brute_force(messages)
+        label_set="synthetic", max_dt_s=max_dt / 1e9, progress=False))
+    frames, depth, pixel_acc = brute_force(messages, max_dt=max_dt)
     anchors = sum(m.stream == "pred" for m in messages)
     assert len(frames) > kept_before
     assert result["frames"] == len(frames), result["matching_summary"]
