@@ -219,6 +219,7 @@ class StampMatcher:
         self._expired = {name: _Recent() for name in self.others}  # given-up partners
         self._lacking = {name: _Recent() for name in self.required}  # anchors that lacked them
         self._now: int | None = None  # newest receive time seen
+        self._next_prune = -2 ** 63  # receive time of the next pruning of the stamp memories
         zero = {name: 0 for name in names}
         self.stats = MatchStats(received=dict(zero), matched=dict(zero), unmatched=dict(zero),
                                 duplicates=dict(zero), missing={n: 0 for n in self.others},
@@ -296,10 +297,12 @@ class StampMatcher:
                 entry = arrivals.popleft()
                 if not entry.done:
                     self._give_up(name, entry)
-        forget = horizon - _MEMORY_WINDOWS * self.window_ns
-        for memory in (self._used, self._expired, self._lacking):
-            for recent in memory.values():
-                recent.prune(forget)
+        if horizon >= self._next_prune:  # a few times a window: the stamps are only ints
+            self._next_prune = horizon + self.window_ns // 4
+            forget = horizon - _MEMORY_WINDOWS * self.window_ns
+            for memory in (self._used, self._expired, self._lacking):
+                for recent in memory.values():
+                    recent.prune(forget)
 
     def _repeated(self, stream: str, entry: _Entry) -> bool:
         """True when a message of ``stream`` with the same stamp went into a frame nearby."""
