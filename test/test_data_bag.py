@@ -106,3 +106,69 @@ def test_bag_and_synthetic_datasets_in_dataloader_workers(tmp_path):
         assert all(b["has_depth"].all() and b["has_labels"].all() for b in batches)
         single = torch.stack([dataset[i]["depth"] for i in range(4)])
         assert torch.equal(torch.cat([b["depth"] for b in batches]), single)
+
+
+def _rgbd_bag(path, frames, storage="mcap", bad_depth=None, size=(4, 6)):
+    """A bag of ``frames`` rgb8 + 16UC1 frames; frame ``bad_depth``'s depth is bad CDR."""
+    height, width = size
+    with BagWriter(path, storage=storage) as writer:
+        for i in range(frames):
+            stamp = 10 ** 9 + i * 10 ** 8
+            rgb = np.full((height, width, 3), i % 256, np.uint8)
+            writer.write("/rgb", array_to_image(rgb, "rgb8", _header(stamp)), stamp)
+            if i == bad_depth:  # a header, then the Image fields cut off: undecodable CDR
+                writer.write_raw("/depth", "sensor_msgs/msg/Image",
+                                 b"\x00\x01\x00\x00" + bytes(6), stamp + 1)
+                continue
+            depth = np.full((height, width), 1000 + i, np.uint16)
+            writer.write("/depth", array_to_image(depth, "16UC1", _header(stamp)), stamp + 1)
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_an_undecodable_message_is_skipped_and_counted(tmp_path, storage, capsys):
+    import json
+
+    bag = _rgbd_bag(tmp_path / "bag", 5, storage, bad_depth=2)
+    dataset = BagDataset(bag, "/rgb", "/depth", cache_dir=tmp_path / "c", show_progress=False)
+    assert len(dataset) == 4
+    assert [int(dataset.load(i)["image"][0, 0, 0]) for i in range(4)] == [0, 1, 3, 4]
+    assert [dataset.load(i)["depth"][0, 0] for i in range(4)] == pytest.approx(
+        [1.0, 1.001, 1.003, 1.004])
+    manifest = json.loads((dataset.cache / "manifest.json").read_text())
+    assert manifest["undecodable_messages"] == 1 and manifest["read_error"] is None
+    assert "1 undecodable messages skipped" in manifest["summary"]
+    assert "cannot deserialise a sensor_msgs/msg/Image message on /depth" in manifest["summary"]
+    assert "1 undecodable messages skipped" in capsys.readouterr().err  # said without progress
+    again = BagDataset(bag, "/rgb", "/depth", cache_dir=tmp_path / "c", show_progress=False)
+    assert len(again) == 4  # the manifest was written: a retry reads the cache
+
+
+def test_a_ros1_conversion_error_is_skipped_and_counted(tmp_path):
+    from test_bagio_ros1 import write_ros1_copy
+
+    source = write_synthetic_bag(tmp_path / "scene", 3, 8, 8, seed=3)["path"]
+    ros1 = write_ros1_copy(source, tmp_path / "scene.bag", corrupt_index=2)  # frame 0's depth
+    dataset = BagDataset(ros1, "/camera/image_raw", "/camera/depth_gt",
+                         cache_dir=tmp_path / "c", show_progress=False)
+    assert len(dataset) == 2
+    assert dataset.manifest["undecodable_messages"] == 1
+    assert "cannot convert a ROS 1" in dataset.manifest["summary"]
+
+
+def test_a_bag_that_breaks_part_way_keeps_the_frames_before(tmp_path, capsys):
+    from test_bagio import _mcap_chunk_records  # MCAP record walker of the bagio tests
+
+    bag = _rgbd_bag(tmp_path / "bag", 80, size=(48, 64))  # > 1 MiB: 2 MCAP chunks
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    chunks = _mcap_chunk_records(bytes(data))
+    assert len(chunks) >= 2
+    data[chunks[-1] + 1:chunks[-1] + 9] = b"\xff" * 8  # absurd record length in the last chunk
+    mcap.write_bytes(bytes(data))
+    dataset = BagDataset(bag, "/rgb", "/depth", cache_dir=tmp_path / "c", show_progress=False)
+    assert 0 < len(dataset) < 80
+    assert [int(dataset.load(i)["image"][0, 0, 0]) for i in range(len(dataset))] == list(
+        range(len(dataset)))
+    assert "corrupt" in dataset.manifest["read_error"]
+    assert "only the frames before the break are used" in capsys.readouterr().err

@@ -31,6 +31,7 @@ def _ranges(text: str) -> tuple[float, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `synergy evaluate` flags."""
+    from synergy_ros.bags.matching import DEFAULT_WINDOW_NS
     from synergy_ros.runtime.base import BACKENDS, PRECISIONS  # no torch: names only
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="CameraInfo (projects PointCloud2 ground truth; clouds in --output-bag)")
     io.add_argument("--max-dt", type=float, default=0.0, metavar="S",
                     help="match stamps within S seconds (default 0: exact header.stamp)")
+    io.add_argument("--match-window", type=float, default=DEFAULT_WINDOW_NS / 1e9, metavar="S",
+                    help="pair messages the bag recorded at most S seconds apart, whatever "
+                         "their stamps (default %(default)g; memory holds about 2 S of the topics' "
+                         "messages, so lower it for large images at high rates, raise it "
+                         "when the summary reports partners outside the window)")
     model = parser.add_argument_group("model mode")
     model.add_argument("--model", help=".pt, .onnx or .engine model file")
     model.add_argument("--backend", default="auto",
@@ -111,7 +117,7 @@ def options_from_args(args: argparse.Namespace):
         semantic_gt_topic=args.semantic_gt_topic, camera_info_topic=args.camera_info_topic,
         model=args.model, backend=args.backend, device=args.device, precision=args.precision,
         num_threads=args.threads, engine_cache_dir=args.engine_cache_dir,
-        max_dt_s=args.max_dt, ranges=tuple(ranges),
+        max_dt_s=args.max_dt, match_window_s=args.match_window, ranges=tuple(ranges),
         min_depth=args.min_depth, max_depth=max_depth, label_set=args.label_set,
         num_classes=args.num_classes, json_path=args.json, csv_path=args.csv,
         markdown_path=args.markdown, plots_dir=args.plots, output_bag=args.output_bag,
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     if result["frames"] == 0 and result["status"] == "complete":
         print(f"synergy evaluate: error: no frame could be scored ({result['matching_summary']})"
               "; check the topics, and pass --max-dt S when prediction and ground-truth stamps "
-              "differ slightly", file=sys.stderr)
+              "differ slightly (--match-window S when they were recorded far apart)",
+              file=sys.stderr)
         return 1
     if result["status"] == "complete":
         return 0

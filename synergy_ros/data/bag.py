@@ -5,7 +5,11 @@ Give the camera image topic (``sensor_msgs/Image`` in any encoding
 topic (``32FC1`` metres with NaN/0 invalid, or ``16UC1`` millimetres, per REP 118) and/or a
 label topic (``mono8`` / ``mono16`` / ``8UC1`` / ``16UC1`` train ids, 255 = ignore). Messages
 are paired by ``header.stamp`` (exactly, or nearest within ``max_dt_ms``) with the same
-streaming matcher the evaluator uses; unmatched messages are counted and reported.
+streaming matcher the evaluator uses (any stamp order, partners recorded within
+:data:`synergy_ros.bags.matching.DEFAULT_WINDOW_NS` of each other); unmatched messages are counted
+and reported. An undecodable message (bad CDR, a ROS 1 message that cannot be converted) is
+skipped and counted, and a bag that breaks part-way (truncated, corrupt) keeps the frames read
+before the break: both are said in the manifest's ``summary`` and printed.
 
 A bag cannot be read at random, so the first use streams it once and writes every matched
 frame to a cache folder (one ``.npz`` per frame, written atomically, plus a manifest written
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +36,7 @@ from synergy_ros.data.base import SampleDataset
 from synergy_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_ns
 from synergy_ros.ros.decoding import depth_from_image, labels_from_image
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: stamp matching in any stamp order; undecodable messages skipped
 
 
 def default_cache_root() -> Path:
@@ -135,22 +140,42 @@ class BagDataset(SampleDataset):
         self.cache.mkdir(parents=True, exist_ok=True)
         frames: list[dict] = []
         skipped: list[str] = []
+        undecodable: list[str] = []
+        broken = None
         messages = bagio.iter_messages(self.bag, list(self.streams.values()))
-        for item in tqdm(messages, desc=f"indexing {self.bag.name}", unit="msg",
-                         disable=not show_progress):
-            msg = item.message
-            for frame in matcher.push(names[item.topic], stamp_ns(msg), msg):
-                self._store(frame, frames, skipped)
+        progress = tqdm(messages, desc=f"indexing {self.bag.name}", unit="msg",
+                        disable=not show_progress)
+        try:
+            for item in progress:
+                try:
+                    msg = item.message
+                except SynergyError as exc:  # one bad message skips itself, never the bag
+                    undecodable.append(str(exc))
+                    continue
+                for frame in matcher.push(names[item.topic], stamp_ns(msg), msg,
+                                          item.log_time_ns):
+                    self._store(frame, frames, skipped)
+        except SynergyError as exc:  # the bag breaks part-way: keep the frames before
+            broken = str(exc)
+        finally:
+            progress.close()
         for frame in matcher.finish():
             self._store(frame, frames, skipped)
         summary = matcher.stats.summary("image")
+        if undecodable:
+            summary += (f"; {len(undecodable)} undecodable messages skipped (first: "
+                        f"{undecodable[0]})")
         if skipped:
             summary += f"; {len(skipped)} frames skipped as undecodable (first: {skipped[0]})"
+        if broken:
+            summary += f"; only the frames before the break are used: {broken}"
         atomic_write_text(self.cache / "manifest.json", json.dumps(
             {"version": CACHE_VERSION, "bag": str(self.bag.resolve()), "streams": self.streams,
-             "frames": frames, "summary": summary}, indent=1))
-        if show_progress:
-            print(f"bag dataset {self.bag}: {summary}")
+             "frames": frames, "summary": summary, "undecodable_messages": len(undecodable),
+             "undecodable_frames": len(skipped), "read_error": broken}, indent=1))
+        if show_progress or undecodable or skipped or broken:  # problems are always said
+            print(f"bag dataset {self.bag}: {summary}",
+                  file=sys.stderr if undecodable or skipped or broken else sys.stdout)
 
     def _store(self, frame, frames: list, skipped: list) -> None:
 

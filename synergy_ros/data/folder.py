@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from synergy_ros.core.errors import SynergyError
-from synergy_ros.core.rgb import IMAGE_SUFFIXES
 from synergy_ros.core.labels import LabelSet, get_label_set
+from synergy_ros.core.rgb import IMAGE_SUFFIXES
 from synergy_ros.data.base import (SampleDataset, read_png_depth, read_rgb, read_single_channel,
                                    require_dir)
 

@@ -10,7 +10,8 @@ Two modes over one streaming loop:
 
 Frames are paired with ground truth by ``header.stamp``
 (:class:`synergy_ros.bags.matching.StampMatcher`;
-exact, or nearest within ``max_dt_s``); whatever does not pair is counted and reported. Ground
+exact, or nearest within ``max_dt_s``, in any stamp order, between messages recorded within
+``match_window_s`` seconds of each other); whatever does not pair is counted and reported. Ground
 truth is a depth Image (``32FC1`` metres, ``16UC1``/``mono16`` millimetres; 0 / NaN invalid) or a
 PointCloud2 in the camera's optical frame, projected through ``camera_info_topic`` (nearest
 point per pixel). A prediction of another size is resized to the ground truth's size
@@ -36,7 +37,7 @@ import numpy as np
 
 from synergy_ros.bags import bagio
 from synergy_ros.bags.bagio import BagWriter
-from synergy_ros.bags.matching import MatchedFrame, StampMatcher
+from synergy_ros.bags.matching import DEFAULT_WINDOW_NS, MatchedFrame, StampMatcher
 from synergy_ros.core.atomic import atomic_write_text
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.labels import colorize, get_label_set, palette_lut
@@ -99,7 +100,7 @@ class EvaluateOptions:
     output_prefix: str = "/synergy"
     num_samples: int = 3
     max_frames: int | None = None
-    max_pending: int = 64
+    match_window_s: float = DEFAULT_WINDOW_NS / 1e9
     workers: int = 0
     progress: bool = True
 
@@ -112,13 +113,14 @@ class EvaluateOptions:
 # ---------------------------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------------------------
-def _decoded(messages: Iterable[Any]) -> Iterator[tuple[str, Any]]:
-    """(topic, rclpy message) per bagio.BagMessage; (topic, SynergyError) if undecodable."""
+def _decoded(messages: Iterable[Any]) -> Iterator[tuple[str, int, Any]]:
+    """(topic, receive time ns, rclpy message) per bagio.BagMessage; SynergyError for the
+    message if it is undecodable."""
     for message in messages:
         try:
-            yield message.topic, message.message
+            yield message.topic, message.log_time_ns, message.message
         except SynergyError as exc:
-            yield message.topic, exc
+            yield message.topic, message.log_time_ns, exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +285,7 @@ class Evaluator:
                                              ("pred_sem", options.pred_semantic_topic)) if topic]
         self.matcher = StampMatcher(anchor, required=["gt"], optional=optional,
                                     max_dt_ns=int(round(options.max_dt_s * 1e9)),
-                                    max_pending=options.max_pending)
+                                    window_ns=int(round(options.match_window_s * 1e9)))
         self.stream_of = {options.gt_topic: "gt"}
         if options.model:
             self.stream_of[options.image_topic] = "image"
@@ -373,7 +375,8 @@ class Evaluator:
                     bar.update(1)
 
         try:
-            for topic, msg in prefetch(_decoded(bagio.iter_messages(options.bag, topics))):
+            messages = _decoded(bagio.iter_messages(options.bag, topics))
+            for topic, log_ns, msg in prefetch(messages):
                 self.messages_read += 1
                 if isinstance(msg, SynergyError):  # one undecodable message: skip it
                     self.scores.add_bad(f"undecodable {topic} message")
@@ -381,7 +384,7 @@ class Evaluator:
                 if topic == camera_info_topic:
                     self._camera_info = msg
                     continue
-                submit(self.matcher.push(self.stream_of[topic], stamp_ns(msg), msg))
+                submit(self.matcher.push(self.stream_of[topic], stamp_ns(msg), msg, log_ns))
                 if options.max_frames and submitted >= options.max_frames:
                     self.notes.append(f"stopped after --max-frames {options.max_frames}")
                     break
@@ -695,6 +698,10 @@ def check_bag(options: EvaluateOptions) -> dict[str, str]:
                            "(in prediction mode the predictions are already in the bag)")
     if options.max_dt_s < 0 or not options.ranges or min(options.ranges) <= 0:
         raise SynergyError("--max-dt must be >= 0 s and --ranges positive metres, e.g. 4,6,8")
+    if not options.match_window_s > 0:
+        raise SynergyError(f"--match-window must be > 0 s (seconds of recording within which "
+                           f"partners are paired, default {DEFAULT_WINDOW_NS / 1e9:g}), got "
+                           f"{options.match_window_s}")
     if not 0 < options.min_depth < options.max_depth:
         raise SynergyError(f"need 0 < --min-depth < --max-depth, got {options.min_depth} and "
                            f"{options.max_depth}")

@@ -20,8 +20,8 @@ import numpy as np
 
 from synergy_ros.core.atomic import atomic_write_bytes
 from synergy_ros.core.errors import SynergyError
-from synergy_ros.core.rgb import IMAGE_SUFFIXES
 from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
+from synergy_ros.core.rgb import IMAGE_SUFFIXES
 from synergy_ros.runtime.base import INPUT_NAME, Predictor, graph_io_spec
 from synergy_ros.runtime.engine_cache import (EngineKey, cached_build, engine_cache_path,
                                               environment_problems, file_sha256, io_problems,
