@@ -47,7 +47,8 @@ from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.labels import get_label_set
 from synergy_ros.data.synthetic import write_synthetic_bag
 from synergy_ros.evaluation import report
-from synergy_ros.evaluation.evaluator import EvaluateOptions, Evaluator, json_safe
+from synergy_ros.evaluation.evaluator import EvaluateOptions, Evaluator
+from synergy_ros.evaluation.writers import json_safe
 from synergy_ros.network.untrained import save_untrained_model
 from synergy_ros.ros.conversions import image_to_rgb, stamp_ns
 from synergy_ros.ros.decoding import depth_from_image

@@ -249,7 +249,7 @@ def test_corrupt_bag_keeps_partial_results_and_fails(tmp_path, capsys):
 
 
 def test_error_bins_for_the_error_vs_range_plot():
-    from synergy_ros.evaluation.evaluator import DepthErrorBins
+    from synergy_ros.evaluation.scoring import DepthErrorBins
 
     bins = DepthErrorBins(max_depth=10.0, bins=5)
     gt = np.array([[1.0, 3.0], [5.0, 9.0]], np.float32)

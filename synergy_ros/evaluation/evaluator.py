@@ -26,9 +26,6 @@ requested output, with ``status`` saying how far it got.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -36,19 +33,17 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from synergy_ros.bags import bagio
-from synergy_ros.bags.bagio import BagWriter
 from synergy_ros.bags.matching import DEFAULT_WINDOW_NS, MatchedFrame, StampMatcher
-from synergy_ros.core.atomic import atomic_write_text
 from synergy_ros.core.errors import SynergyError
-from synergy_ros.core.labels import colorize, get_label_set, palette_lut
-from synergy_ros.evaluation import report
-from synergy_ros.evaluation.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
+from synergy_ros.core.labels import get_label_set
+from synergy_ros.evaluation.scoring import (FrameScores, ScoringAccumulator, merge_range_tables,
+                                            merged_semantic)
 from synergy_ros.evaluation.streaming import OrderedPool, ReadError, default_workers, prefetch
+from synergy_ros.evaluation.writers import EvaluationWriters
 from synergy_ros.ros.conversions import (camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb,
                                          stamp_ns)
 from synergy_ros.ros.decoding import (depth_from_cloud, depth_from_image, labels_from_image,
                                       resize_to)
-from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 from synergy_ros.runtime import load_predictor
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -59,10 +54,6 @@ INDOOR_RANGES = (4.0, 6.0, 8.0)
 OUTDOOR_RANGES = (20.0, 40.0, 80.0)
 RESIZE_NOTE = ("predictions of another size are resized to the ground truth's size "
                "(bilinear for depth, nearest neighbour for labels)")
-#: Ground-truth depth bins (m) of the error-vs-range plot, per max depth.
-_BIN_COUNT = 20
-_CSV_COLUMNS = ("frame", "stamp_s", "gt_dt_ms", "coverage") + report.DEPTH_KEYS + (
-    "pixel_acc",)
 
 
 @dataclasses.dataclass
@@ -123,118 +114,6 @@ def _decoded(messages: Iterable[Any]) -> Iterator[tuple[str, int, Any]]:
             yield message.topic, message.log_time_ns, exc
 
 
-# ---------------------------------------------------------------------------------------------
-# Streaming accumulators
-# ---------------------------------------------------------------------------------------------
-class DepthErrorBins:
-    """Mean abs-rel error and RMSE per ground-truth depth bin, accumulated over all pixels."""
-
-    def __init__(self, max_depth: float, bins: int = _BIN_COUNT) -> None:
-        """Bins of equal width over (0, max_depth] metres."""
-        self.edges = np.linspace(0.0, max_depth, bins + 1)
-        self.count = np.zeros(bins)
-        self.abs_rel = np.zeros(bins)
-        self.sq_err = np.zeros(bins)
-
-    def update(self, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> None:
-        """Add the (H, W) pixels where ``valid`` holds (metres, GT within (0, max_depth])."""
-        g, p = gt[valid], pred[valid]
-        bins = len(self.count)
-        index = np.minimum((g * (bins / self.edges[-1])).astype(np.intp), bins - 1)
-        error = p - g
-        self.count += np.bincount(index, minlength=bins)
-        self.abs_rel += np.bincount(index, np.abs(error) / g, minlength=bins)
-        self.sq_err += np.bincount(index, error * error, minlength=bins)
-
-    def add(self, other: "DepthErrorBins") -> None:
-        """Add another accumulator's pixels (same bins)."""
-        self.count += other.count
-        self.abs_rel += other.abs_rel
-        self.sq_err += other.sq_err
-
-    def means(self) -> tuple[np.ndarray, np.ndarray]:
-        """(abs_rel, rmse) per bin, NaN where a bin saw no pixel."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.abs_rel / self.count, np.sqrt(self.sq_err / self.count)
-
-
-@dataclasses.dataclass
-class _Scores:
-    """Per-frame results in frame order (written by the ordered ``emit`` step only)."""
-
-    depth_sums: dict = dataclasses.field(default_factory=dict)  # key -> (sum, frames)
-    depth_frames: int = 0
-    coverage_sum: float = 0.0
-    times_s: list = dataclasses.field(default_factory=list)
-    abs_rel: list = dataclasses.field(default_factory=list)
-    rmse: list = dataclasses.field(default_factory=list)
-    bad_frames: int = 0
-    bad_reasons: dict = dataclasses.field(default_factory=dict)
-    _lock: Any = dataclasses.field(default_factory=threading.Lock, repr=False)
-
-    def add_depth(self, metrics: dict, coverage: float, time_s: float) -> None:
-        for key in report.DEPTH_KEYS:
-            value = metrics.get(key)
-            if value is not None and math.isfinite(value):  # NaN: no valid pixel
-                total, count = self.depth_sums.get(key, (0.0, 0))
-                self.depth_sums[key] = (total + float(value), count + 1)
-        self.depth_frames += 1
-        self.coverage_sum += coverage
-        self.times_s.append(time_s)
-        self.abs_rel.append(float(metrics.get("abs_rel", math.nan)))
-        self.rmse.append(float(metrics.get("rmse", math.nan)))
-
-    def add_bad(self, reason: str) -> None:  # called by the reading and the scoring threads
-        with self._lock:
-            self.bad_frames += 1
-            self.bad_reasons[reason] = self.bad_reasons.get(reason, 0) + 1
-
-    def depth_means(self) -> dict:
-        if not self.depth_frames:
-            return {}
-        means = {key: total / count for key, (total, count) in self.depth_sums.items()}
-        means["coverage"] = self.coverage_sum / self.depth_frames
-        return means
-
-
-class _Accumulator:
-    """The running range table, confusion matrix and error bins of one scoring thread.
-
-    Each thread owns one, so no locking is needed; :func:`merge_range_tables` and summed
-    matrices combine them exactly at the end.
-    """
-
-    def __init__(self, options: EvaluateOptions, num_classes: int | None) -> None:
-
-        self.ranges = DepthRangeEvaluator(list(options.ranges), min_depth=options.min_depth,
-                                          max_depth=options.max_depth)
-        self.confusion = SemanticConfusion(num_classes) if num_classes else None
-        self.bins = DepthErrorBins(options.max_depth) if options.plots_dir else None
-        self.seconds = 0.0  # time spent scoring
-
-
-def merge_range_tables(tables: Iterable[dict]) -> dict:
-    """Combine ``DepthRangeEvaluator.compute()`` tables of disjoint image sets exactly.
-
-    Each row's metrics are means over its ``images``; the merged mean weights them by
-    ``images`` (rows with no image are skipped); ``images`` and ``skipped`` add up.
-    """
-    merged: dict[str, dict] = {}
-    for table in tables:
-        for label, row in table.items():
-            into = merged.setdefault(label, {"sums": {}, "images": 0, "skipped": 0})
-            into["images"] += row["images"]
-            into["skipped"] += row["skipped"]
-            for key, value in row.items():
-                if key not in ("images", "skipped"):
-                    weighted = value * row["images"] if row["images"] else 0.0
-                    into["sums"][key] = into["sums"].get(key, 0.0) + weighted
-    return {label: {**{key: (total / into["images"] if into["images"] else math.nan)
-                       for key, total in into["sums"].items()},
-                    "images": into["images"], "skipped": into["skipped"]}
-            for label, into in merged.items()}
-
-
 @dataclasses.dataclass
 class _Job:
     """One matched frame on its way to a scoring thread (model outputs in metres / ids)."""
@@ -253,7 +132,9 @@ class Evaluator:
     """Streams one bag through matching, prediction (model mode) and scoring.
 
     Constructing it checks the bag, the topics and the model; then call :meth:`run` and
-    :meth:`write_outputs`. ``result`` is the JSON-ready dict of everything measured.
+    :meth:`write_outputs`. ``result`` is the JSON-ready dict of everything measured. The
+    scoring accumulators live in :mod:`synergy_ros.evaluation.scoring`, the output files in
+    :mod:`synergy_ros.evaluation.writers`; this class is the loop that feeds them.
     """
 
     def __init__(self, options: EvaluateOptions) -> None:
@@ -264,20 +145,14 @@ class Evaluator:
         self.class_names: list[str] | None = None
         self.palette: list | None = None
         self._camera_info = None
-        self._writer = None
-        self._output_palette: np.ndarray | None = None  # class colours of --output-bag
-        self._warned_no_camera_info = False
-        self._samples: list[tuple[int, str]] = []  # (frame index, PNG name)
-        self._sample_every = 1
         self._first_stamp_ns: int | None = None
-        self.scores = _Scores()
+        self.scores = FrameScores()
         self.messages_read = 0
         self.status = "complete"
         self.notes: list[str] = []
         self.seconds = 0.0
         self.predict_seconds = 0.0  # main thread, in Predictor.predict
         self.workers = options.workers or default_workers()
-        self.csv = report.FrameCsv(options.csv_path, _CSV_COLUMNS) if options.csv_path else None
         self._setup_labels()
         self._setup_metrics()
         anchor = "image" if options.model else "pred"
@@ -300,8 +175,8 @@ class Evaluator:
         if options.max_frames:
             self.expected_frames = min(self.expected_frames or options.max_frames,
                                        options.max_frames)
-        if self.expected_frames and options.num_samples:  # spread the PNG frames over the bag
-            self._sample_every = max(1, self.expected_frames // options.num_samples)
+        self.writers = EvaluationWriters(options, self.expected_frames, self.notes)
+        self.writers.palette = self.palette
 
     # -- setup ------------------------------------------------------------------------------
     def _setup_labels(self) -> None:
@@ -335,7 +210,10 @@ class Evaluator:
     def _setup_metrics(self) -> None:
         num_classes = (len(self.class_names) if self.options.semantic_gt_topic
                        and self.class_names else None)
-        self.accumulators = [_Accumulator(self.options, num_classes)
+        options = self.options
+        self.accumulators = [ScoringAccumulator(options.ranges, options.min_depth,
+                                                options.max_depth, num_classes,
+                                                with_bins=bool(options.plots_dir))
                              for _ in range(self.workers)]
 
     # -- main loop --------------------------------------------------------------------------
@@ -355,7 +233,7 @@ class Evaluator:
         if camera_info_topic:
             topics.append(camera_info_topic)
         if options.output_bag:
-            self._open_output_bag()
+            self.writers.open_output_bag(self.palette, len(self.class_names))
         started = time.monotonic()
         bar = tqdm(unit="frame", desc=f"evaluate {options.bag.name}", total=self.expected_frames,
                    disable=not options.progress, dynamic_ncols=True)
@@ -400,8 +278,7 @@ class Evaluator:
             finally:
                 bar.close()
                 self.seconds = time.monotonic() - started
-                if self._writer is not None:
-                    self._writer.close()
+                self.writers.close_bag()
         return self.result
 
     def _prepare_job(self, frame: MatchedFrame, index: int) -> "_Job | None":
@@ -438,43 +315,30 @@ class Evaluator:
         finally:
             acc.seconds += time.perf_counter() - start
 
-    def _score_frame(self, job: "_Job", acc: _Accumulator) -> dict:
-
+    def _score_frame(self, job: "_Job", acc: ScoringAccumulator) -> dict:
         options = self.options
         frame = job.frame
         gt = self._decode_gt(frame.items["gt"], job.camera_info)
         messages = {}
         if options.model:
             pred_depth, pred_labels = job.prediction.depth, job.prediction.labels
-            if self._writer is not None:
-                messages = self._prediction_messages(frame.items["image"], job)
+            if self.writers.writes_bag:
+                messages = self.writers.prediction_messages(
+                    job.prediction, job.rgb, frame.items["image"].header, job.camera_info)
         else:
             pred_depth = depth_from_image(frame.items["pred"])
             pred_labels = (labels_from_image(frame.items["pred_sem"])
                            if "pred_sem" in frame.items else None)
         depth = resize_to(np.asarray(pred_depth, dtype=np.float32), gt.shape, nearest=False)
-        gt_valid = np.isfinite(gt)  # the decoders mark invalid ground truth with NaN
-        with np.errstate(invalid="ignore"):
-            pred_valid = np.isfinite(depth)
-            pred_valid &= depth > 0
-        covered = np.count_nonzero(gt_valid & pred_valid)
-        coverage = covered / max(np.count_nonzero(gt_valid), 1)
-        # the range evaluator's "all" row is this image's depth_metrics (same mask and clip)
-        per_range = acc.ranges.update(depth, gt, mask=pred_valid)
-        metrics = per_range.get("all") or dict.fromkeys(DEPTH_METRIC_KEYS, math.nan)
-        if acc.bins is not None:
-            in_range = pred_valid & (gt > options.min_depth) & (gt < options.max_depth)
-            acc.bins.update(depth, gt, in_range)
+        metrics, coverage = acc.score_depth(depth, gt)
         row = {"frame": job.index, "stamp_ns": frame.stamp_ns, "stamp_s": frame.stamp_ns / 1e9,
                "gt_dt_ms": frame.dt_ns("gt") / 1e6, "coverage": coverage, **metrics}
         labels_gt = labels = None
         if acc.confusion is not None and "sem_gt" in frame.items and pred_labels is not None:
             labels_gt = labels_from_image(frame.items["sem_gt"])
             labels = resize_to(np.asarray(pred_labels), labels_gt.shape, nearest=True)
-            frame_matrix = acc.confusion.update(labels, labels_gt)  # this frame's (C x C)
-            total = int(frame_matrix.sum())
-            row["pixel_acc"] = float(np.trace(frame_matrix)) / total if total else math.nan
-        self._maybe_sample(job.index, job.rgb, depth, gt, labels, labels_gt)
+            row["pixel_acc"] = acc.score_labels(labels, labels_gt)
+        self.writers.sample(job.index, job.rgb, depth, gt, labels, labels_gt)
         return {"row": row, "messages": messages, "stamp_ns": frame.stamp_ns}
 
     def _emit(self, result: dict | None) -> None:
@@ -489,10 +353,7 @@ class Evaluator:
             self._first_stamp_ns = row["stamp_ns"]
         self.scores.add_depth(row, row["coverage"], (row["stamp_ns"] - self._first_stamp_ns)
                               / 1e9)
-        if self.csv is not None:
-            self.csv.write(row)
-        for topic, msg in result["messages"].items():
-            self._writer.write(topic, msg, result["stamp_ns"])
+        self.writers.write_frame(row, result["messages"], result["stamp_ns"])
 
     def _decode_gt(self, msg, camera_info) -> np.ndarray:
         if self.topic_types[self.options.gt_topic] == CLOUD:
@@ -501,50 +362,6 @@ class Evaluator:
 
             return depth_from_cloud(msg, camera_info_to_intrinsics(camera_info))
         return depth_from_image(msg)
-
-    # -- samples and output bag ---------------------------------------------------------------
-    def _maybe_sample(self, index: int, rgb, depth, gt, labels, labels_gt) -> None:
-        """Write the colourised PNG of frame ``index`` if it is one of the samples."""
-        options = self.options
-        if not options.plots_dir or index % self._sample_every:
-            return
-        if index // self._sample_every >= options.num_samples:
-            return
-
-        panels = []
-        if rgb is not None:
-            panels.append(("input", rgb))
-        panels += [("prediction (m)", report.colorize_depth(depth, options.max_depth)),
-                   ("ground truth (m)", report.colorize_depth(gt, options.max_depth)),
-                   ("abs rel error 0-0.5", report.colorize_error(depth, gt))]
-        if labels is not None:
-            panels += [("labels", colorize(labels, self.palette)),
-                       ("label ground truth", colorize(labels_gt, self.palette))]
-        name = f"frame_{index:05d}.png"
-        report.write_png(Path(options.plots_dir) / name,
-                         report.panel_strip(panels, height=max(gt.shape[0], 120)))
-        self._samples.append((index, name))  # list.append is atomic across threads
-
-    def _open_output_bag(self) -> None:
-
-        self._output_palette = palette_lut(self.palette, len(self.class_names))
-        self._writer = BagWriter(self.options.output_bag, storage="mcap").open()
-
-    def _prediction_messages(self, image_msg, job: "_Job") -> dict:
-        """The node's depth, semantic, semantic_color, depth/camera_info and points messages."""
-
-        prefix = self.options.output_prefix.rstrip("/")
-        camera = None
-        if job.camera_info is not None:
-            camera = camera_info_to_intrinsics(job.camera_info)
-        elif not self._warned_no_camera_info:  # a repeat from a second thread is harmless
-            self._warned_no_camera_info = True
-            self.notes.append("no camera_info seen before the images: the output bag has no "
-                              "points or depth/camera_info (give --camera-info-topic)")
-        wanted = [key for key in OUTPUT_TOPICS if key != "attention"]
-        messages = prediction_messages(job.prediction, job.rgb, camera, image_msg.header,
-                                       self._output_palette, wanted)
-        return {f"{prefix}/{OUTPUT_TOPICS[key]}": msg for key, msg in messages}
 
     # -- results ----------------------------------------------------------------------------
     @property
@@ -574,8 +391,9 @@ class Evaluator:
             "bad_frames": self.scores.bad_frames, "bad_frame_reasons": self.scores.bad_reasons,
             "resize_note": RESIZE_NOTE,
             "depth": self.scores.depth_means(),
-            "depth_ranges": self._range_rows() if frames else [],
-            "semantic": self._semantic() if frames else {},
+            "depth_ranges": ([{"range": label, **row} for label, row in merge_range_tables(
+                acc.ranges.compute() for acc in self.accumulators).items()] if frames else []),
+            "semantic": merged_semantic(self.accumulators, self.class_names) if frames else {},
             "notes": list(self.notes),
         }
         if self.scores.bad_frames:
@@ -583,84 +401,9 @@ class Evaluator:
                                    f"{self.scores.bad_reasons}")
         return result
 
-    def _range_rows(self) -> list[dict]:
-        table = merge_range_tables(acc.ranges.compute() for acc in self.accumulators)
-        return [{"range": label, **row} for label, row in table.items()]
-
-    def _semantic(self) -> dict:
-
-        if self.accumulators[0].confusion is None:
-            return {}
-        confusion = SemanticConfusion(len(self.class_names))
-        confusion.matrix = sum(acc.confusion.matrix for acc in self.accumulators)
-        scores = confusion.compute()
-        semantic = {key: float(scores[key]) for key in ("pixel_acc", "mean_acc", "miou")
-                    if key in scores}
-        semantic["per_class_iou"] = dict(zip(self.class_names, scores["class_iou"]))
-        semantic["classes_present"] = scores["classes_present"]
-        return semantic
-
     def write_outputs(self) -> dict[str, Path]:
         """Write the requested CSV, plots, JSON and markdown; returns what was written."""
-        options = self.options
-        written: dict[str, Path] = {}
-        if self.csv is not None:
-            written["csv"] = self.csv.close()
-        plots: dict[str, Path] = self._write_plots() if options.plots_dir else {}
-        written.update(plots)
-        result = self.result
-        if options.json_path:
-            atomic_write_text(options.json_path,
-                              json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
-            written["json"] = options.json_path
-        if options.markdown_path:
-            base = Path(options.markdown_path).parent
-            images = [(f"frame {index}", _relative(Path(options.plots_dir) / name, base))
-                      for index, name in sorted(self._samples)]
-            images += [(name.split(":", 1)[1].replace("_", " "), _relative(path, base))
-                       for name, path in plots.items()]
-            atomic_write_text(options.markdown_path, report.result_markdown(result, images))
-            written["markdown"] = options.markdown_path
-        if options.output_bag and self._writer is not None:
-            written["output_bag"] = options.output_bag
-        return written
-
-    def _write_plots(self) -> dict[str, Path]:
-        """Error-over-time and error-vs-range plots (matplotlib), or a note why not."""
-        if not report.matplotlib_available():
-            self.notes.append("matplotlib is not installed: error plots skipped "
-                              "(pip install matplotlib); the PNG frames are written")
-            return {}
-        if not self.scores.depth_frames:
-            return {}
-        bins = DepthErrorBins(self.options.max_depth)
-        for acc in self.accumulators:
-            bins.add(acc.bins)
-        abs_rel, rmse = bins.means()
-        paths = report.write_plots(Path(self.options.plots_dir), self.scores.times_s,
-                                   {"abs_rel": self.scores.abs_rel, "rmse (m)": self.scores.rmse},
-                                   bins.edges, abs_rel, rmse)
-        return {f"plot:{path.stem}": path for path in paths}
-
-
-def json_safe(value):
-    """Copy ``value`` with NaN / inf floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(Path(path).resolve())
+        return self.writers.finish(lambda: self.result, self.scores, self.accumulators)
 
 
 # ---------------------------------------------------------------------------------------------
