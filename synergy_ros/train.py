@@ -97,20 +97,15 @@ def lr_factor(step: int, total_steps: int, schedule: dict) -> float:
 
 
 def resolve_device(name: str) -> Any:
-    """``auto`` -> cuda if available else cpu; otherwise a checked torch.device."""
-    import torch
+    """``auto`` -> cuda:0 if available else cpu; ``cpu``, ``cuda``, ``cuda:N`` -> a torch.device
+    with an explicit index, checked to exist (:func:`synergy_ros.runtime.device.torch_device`);
+    anything else is a SynergyError naming the config key."""
+    from synergy_ros.runtime.device import torch_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise SynergyError(f"device {name!r} is not a torch device (use auto, cpu, cuda, "
-                           "cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SynergyError(f"device {name!r} requested but no CUDA GPU is available; "
-                           "use --set device=cpu")
-    return device
+        return torch_device(name)
+    except SynergyError as exc:
+        raise SynergyError(f"config key device: {exc}") from exc
 
 
 def batch_kind(batch: dict) -> str:
