@@ -41,7 +41,7 @@ from synergy_ros.distributed import DistInfo, any_rank, barrier, init_distribute
 from synergy_ros.errors import SynergyError
 from synergy_ros.train_data import (SeededDataset, batch_schedule, batches_per_epoch,
                                     build_dataset, consumed_per_source, make_loader,
-                                    preflight)
+                                    preflight, training_normalisation, with_normalisation)
 
 #: Frozen parameter groups per batch kind in alternating mode.
 FROZEN_GROUPS = {"depth": ("semantic", "semantic_head"), "semantic": ("depth",), "joint": ()}
@@ -269,10 +269,15 @@ class Trainer:
             raise SynergyError("data.train is empty; list at least one dataset, e.g. "
                                "--set 'data.train=[{type: synthetic, num_frames: 256}]'")
         seed = self.config["seed"]
+        # One input normalisation: the training datasets', also used by validation and written
+        # into the model file (meta.mean/std), so inference normalises as training did.
+        self.mean, self.std = training_normalisation(data["train"])
         self.train_sets = [SeededDataset(self._dataset(spec, True, f"data.train[{i}]"), seed + i)
                            for i, spec in enumerate(data["train"])]
-        self.val_set = (SeededDataset(self._dataset(data["val"], False, "data.val"), seed)
-                        if data["val"] else None)
+        self.val_set = None
+        if data["val"]:
+            val_spec = with_normalisation(data["val"], self.mean, self.std, "data.val")
+            self.val_set = SeededDataset(self._dataset(val_spec, False, "data.val"), seed)
         if self.config["train"]["mode"] == "supervised" and len(self.train_sets) > 1:
             from torch.utils.data import ConcatDataset
 
@@ -327,13 +332,15 @@ class Trainer:
         return model
 
     def meta(self, extra: dict | None = None) -> Any:
-        """ModelMeta of the trained network (classes, palette, input size, max depth)."""
+        """ModelMeta of the trained network (classes, palette, input size, the input
+        normalisation it was trained with, max depth)."""
         from synergy_ros.modelfile import ModelMeta
 
         return ModelMeta(network=self.model.config.to_dict(),
                          class_names=list(self.label_set.class_names),
                          palette=[list(c) for c in self.label_set.palette],
                          input_size=tuple(self.config["data"]["input_size"]),
+                         mean=self.mean, std=self.std,
                          max_depth=self.model.config.max_depth, extra=dict(extra or {}))
 
     # ------------------------------------------------------------------ checkpoints
