@@ -141,12 +141,12 @@ def _run_isolated(spec: dict, timeout_s: float) -> dict:
 
 def available_backends() -> dict[str, str | None]:
     """{backend: None if usable here else the reason it is not}."""
-    import importlib.util
+    from synergy_ros.runtime.device import module_installed
 
     reasons: dict[str, str | None] = {"torch": None, "onnxruntime": None, "tensorrt": None}
-    if importlib.util.find_spec("onnxruntime") is None:
+    if not module_installed("onnxruntime"):
         reasons["onnxruntime"] = "onnxruntime is not installed"
-    if importlib.util.find_spec("tensorrt") is None:
+    if not module_installed("tensorrt"):  # tensorrt-stubs alone leave an empty namespace
         reasons["tensorrt"] = "tensorrt is not installed (no GPU figures from this machine)"
     else:
         import torch
