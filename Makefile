@@ -13,6 +13,10 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# NVIDIA's typed TensorRT API for test/test_typecheck_tensorrt.py. --no-deps: the stubs wheel
+# requires the real tensorrt-cu12-bindings, which are not installable here. 10.8 is the oldest
+# published stubs release, the nearest to JetPack 6's TensorRT 10.3 (10.13 checks clean too).
+TENSORRT_STUBS ?= tensorrt-stubs==10.8.0.43.1
 ROS_PIP_WHEELS = ros-rclpy ros-sensor-msgs ros-std-msgs ros-diagnostic-msgs \
                  ros-builtin-interfaces ros-geometry-msgs ros-rmw-fastrtps-cpp
 
@@ -51,6 +55,7 @@ $(STAMP): setup.py setup.cfg package.xml Makefile
 	$(VENV_PY) -m pip install -q --disable-pip-version-check $(TORCH_INDEX_ARGS) "$(TORCH_SPEC)"
 	$(if $(SYSTEM_ROS),,$(VENV_PY) -m pip install -q --disable-pip-version-check $(ROS_PIP_WHEELS))
 	$(VENV_PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	$(VENV_PY) -m pip install -q --disable-pip-version-check --no-deps "$(TENSORRT_STUBS)"
 	@touch $(STAMP)
 
 test: $(STAMP)

@@ -37,6 +37,7 @@ setup(
             "pytest-timeout>=2.2",
             "flake8>=7.0",
             "pydocstyle>=6.3",
+            "mypy>=1.10",  # type-checks the TensorRT code; its stubs: see the Makefile
             "colcon-core>=0.15",
             "colcon-ros>=0.5",
             "colcon-python-setup-py>=0.2",

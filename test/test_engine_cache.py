@@ -42,9 +42,11 @@ def test_engine_key_changes_with_every_field(tmp_path):
     base = engine_key()
     variants = [engine_key(onnx_sha256="1" * 64), engine_key(tensorrt_version="10.4.0"),
                 engine_key(gpu_name="Orin"), engine_key(compute_capability="8.7"),
-                engine_key(precision="int8"), engine_key(input_shape=(1, 3, 480, 640))]
+                engine_key(precision="int8"), engine_key(input_shape=(1, 3, 480, 640)),
+                engine_key(precision="int8", calibration="ab" * 8)]
     digests = {base.digest()} | {v.digest() for v in variants}
-    assert len(digests) == 7
+    assert len(digests) == 8
+    assert "calibration" not in base.to_dict()  # fp32/fp16 keep the file names they had
     path = engine_cache_path(tmp_path, tmp_path / "model.onnx", base)
     assert path.parent == tmp_path and path.name.startswith("model.fp16.")
     assert path.suffix == ".engine" and engine_key().digest() == base.digest()

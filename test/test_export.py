@@ -1,5 +1,5 @@
 """`synergy export`: ONNX graph contract, metadata, checker, parity with torch, bad flags."""
-import importlib.util
+
 import json
 
 import numpy as np
@@ -11,6 +11,7 @@ from test_runtime import make_model_file, sample_rgb
 from synergy_ros.cli import main
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import ONNX_META_KEY
+from synergy_ros.runtime.device import module_installed
 from synergy_ros.runtime.exporter import ExportOptions, export_onnx, verify_onnx
 
 
@@ -86,7 +87,7 @@ def test_export_size_and_flag_errors(model_file, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
+@pytest.mark.skipif(module_installed("tensorrt"),
                     reason="tensorrt is installed; engine builds are tested in "
                            "test_runtime_tensorrt.py")
 def test_engine_without_tensorrt_says_where_to_build(model_file, capsys):

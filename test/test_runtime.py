@@ -8,6 +8,7 @@ import pytest
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import ModelMeta
 from synergy_ros.runtime import choose_backend, load_predictor
+from synergy_ros.runtime.device import module_installed
 from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor, label_dtype
 
@@ -182,11 +183,8 @@ def test_onnxruntime_rejects_other_input_size(model_file, tmp_path):
 def test_choose_backend_auto_without_tensorrt():
     """Without TensorRT (this machine) auto picks onnxruntime and says why."""
     pytest.importorskip("onnxruntime")
-    try:
-        import tensorrt  # noqa: F401
+    if module_installed("tensorrt"):
         pytest.skip("tensorrt is installed here; auto would pick it on a GPU")
-    except ImportError:
-        pass
     backend, device, why = choose_backend("model.pt", "auto", "cpu")
     assert (backend, device) == ("onnxruntime", "cpu") and "cpu" in why
 

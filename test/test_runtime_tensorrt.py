@@ -1,10 +1,13 @@
 """TensorRT backend: engine build/cache/validation and parity with onnxruntime.
 
-Needs ``tensorrt`` (10.x) and a CUDA GPU; on machines without them (this CI) the GPU tests are
-skipped with the reason and only the "TensorRT missing" error path runs.
+The GPU tests need ``tensorrt`` (10.x) and a CUDA GPU; on machines without them (this CI) they
+are skipped with the reason. Everything around the TensorRT/CUDA calls runs here on CPU: the
+engine plan (cache key, INT8 calibration), profile and buffer shapes, interface checks, and
+the infer/close locking with CPU tensors in place of the CUDA buffers.
 """
-import importlib.util
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +15,11 @@ from test_runtime import make_model_file, sample_rgb
 
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.runtime import load_predictor
-from synergy_ros.runtime.engine_cache import sidecar_path
+from synergy_ros.runtime.device import module_installed
+from synergy_ros.runtime.engine_cache import calibration_cache_path, sidecar_path
+from synergy_ros.runtime.tensorrt_backend import (TensorRTPredictor, buffer_shape,
+                                                  engine_interface_problems, plan_engine,
+                                                  profile_shapes)
 
 
 def _has_cuda():
@@ -24,7 +31,7 @@ def _has_cuda():
         return False
 
 
-HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+HAVE_TRT = module_installed("tensorrt")  # a stubs-only tensorrt/ folder does not count
 needs_trt = pytest.mark.skipif(not (HAVE_TRT and _has_cuda()),
                                reason="TensorRT 10 and a CUDA GPU are not available here")
 
@@ -106,3 +113,190 @@ def test_onnx_of_another_size_is_refused(model_file, tmp_path):
         load_predictor(onnx_path, backend="tensorrt", input_size=(32, 32),
                        engine_cache_dir=tmp_path)
     assert not list(tmp_path.glob("*.engine"))  # refused before any engine build
+
+
+# --- CPU tests of everything around the TensorRT / CUDA calls --------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_file(model_file, tmp_path_factory):
+    """The small model exported to ONNX (64x96, static batch 1)."""
+    cache = tmp_path_factory.mktemp("onnx")
+    return load_predictor(model_file, backend="onnxruntime", engine_cache_dir=cache).model_path
+
+
+def _images(folder, count, seed=0):
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"frame{i:03d}.png"),
+                    rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    return folder
+
+
+def test_int8_plan_keys_engine_and_calibration_on_the_images(onnx_file, tmp_path):
+    """New calibration images mean a new engine and a new calibration cache; the same images
+    (copied elsewhere) and fp32/fp16 plans keep theirs."""
+    import shutil
+
+    cache, gpu = tmp_path / "cache", ("NVIDIA Orin", "8.7")
+    first = _images(tmp_path / "calib_a", 3)
+    key_a, engine_a, calib_a = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
+                                           calib_images=first)
+    assert key_a.calibration == calib_a.digest and len(calib_a.files) == 3
+    second = _images(tmp_path / "calib_b", 3, seed=1)
+    key_b, engine_b, calib_b = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
+                                           calib_images=second)
+    assert engine_b != engine_a and calib_b.cache_file != calib_a.cache_file
+    assert key_b.digest() != key_a.digest()
+    copied = shutil.copytree(first, tmp_path / "calib_copy")
+    assert plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
+                       calib_images=copied)[1] == engine_a  # content, not path or mtime
+    fewer = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu, calib_images=first,
+                        max_calib_images=2)
+    assert fewer[1] != engine_a and len(fewer[2].files) == 2
+    key_32, engine_32, calib_32 = plan_engine(onnx_file, cache, "fp32", "10.3.0", gpu)
+    assert calib_32 is None and "calibration" not in key_32.to_dict()
+    assert engine_32.name.startswith("tiny") and ".fp32." in engine_32.name
+
+
+def test_int8_without_images_uses_the_newest_calibration(onnx_file, tmp_path):
+    """The node/evaluate (no --calib-images) build INT8 on the newest cached calibration of
+    this ONNX; with none cached they say how to make one."""
+    cache, gpu = tmp_path / "cache", ("NVIDIA Orin", "8.7")
+    with pytest.raises(SynergyError, match="--int8 --calib-images DIR"):
+        plan_engine(onnx_file, cache, "int8", "10.3.0", gpu)
+    keys = []
+    for name, seed in (("old", 0), ("new", 1)):
+        _, _, calib = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
+                                  calib_images=_images(tmp_path / name, 2, seed))
+        calib.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        calib.cache_file.write_bytes(b"calibration table " + name.encode())
+        keys.append(calib.digest)
+        time.sleep(0.01)
+    key, _, calib = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu)
+    assert key.calibration == keys[1] and calib.files == ()
+    assert calib.cache_file == calibration_cache_path(cache, onnx_file, key.onnx_sha256, keys[1])
+
+
+def test_plan_refuses_bad_calibration_input(onnx_file, tmp_path):
+    """Missing or empty folders, and --calib-images without INT8, name the problem."""
+    gpu = ("GPU", "8.6")
+    with pytest.raises(SynergyError, match="is not a folder"):
+        plan_engine(onnx_file, tmp_path, "int8", "10.3.0", gpu, calib_images=tmp_path / "no")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SynergyError, match="no images"):
+        plan_engine(onnx_file, tmp_path, "int8", "10.3.0", gpu, calib_images=tmp_path / "empty")
+    with pytest.raises(SynergyError, match="INT8 only"):
+        plan_engine(onnx_file, tmp_path, "fp16", "10.3.0", gpu, calib_images=tmp_path)
+    with pytest.raises(SynergyError, match="exported for 64x96"):
+        plan_engine(onnx_file, tmp_path, "fp32", "10.3.0", gpu, input_size=(32, 32))
+
+
+def test_profile_and_buffer_shapes():
+    """Dynamic batch: profile 1..max at the exported h, w; buffers sized for max_batch."""
+    assert profile_shapes([-1, 3, 64, 96], 4) == ([1, 3, 64, 96], [4, 3, 64, 96],
+                                                  [4, 3, 64, 96])
+    with pytest.raises(SynergyError, match="only the batch axis may be dynamic"):
+        profile_shapes([-1, 3, -1, 96], 2)
+    with pytest.raises(SynergyError, match="max batch must be >= 1"):
+        profile_shapes([-1, 3, 64, 96], 0)
+    assert buffer_shape([-1, 1, 64, 96], 4) == [4, 1, 64, 96]
+    assert buffer_shape([1, 1, -1, -1], 4) == [1, 1, -1, -1]  # the context resolves these
+
+
+def test_engine_interface_problems():
+    """The synergy graph passes; a missing output or a sidecar mismatch is named."""
+    from synergy_ros.runtime.base import graph_io_spec
+
+    good = graph_io_spec((64, 96), 1)
+    assert engine_interface_problems(good, {"io": good}, False) == []
+    assert engine_interface_problems(good, {}, False) == []
+    broken = {k: v for k, v in good.items() if k != "labels"}
+    assert "missing tensors ['labels']" in engine_interface_problems(broken, {}, False)[0]
+    other = graph_io_spec((64, 96), -1)
+    assert "differs from its sidecar" in engine_interface_problems(good, {"io": other},
+                                                                   False)[0]
+    assert "attention" in " ".join(engine_interface_problems(good, {}, True))
+
+
+class _SlowContext:
+    """CPU stand-in for TensorRT's IExecutionContext: 'runs' for ``seconds`` and writes
+    depth = 2 x input into the output buffers (the real one runs on the GPU)."""
+
+    def __init__(self, buffers, seconds):
+        self.buffers, self.seconds = buffers, seconds
+        self.started = threading.Event()
+
+    def execute_async_v3(self, stream_handle):
+        self.started.set()
+        time.sleep(self.seconds)
+        image = self.buffers["image"]
+        self.buffers["depth"][...] = 2 * image[:, :1]
+        self.buffers["labels"][...] = 1
+        return True
+
+
+class _Stream:
+    cuda_stream = 0
+
+    def synchronize(self):
+        pass
+
+
+def _cpu_predictor(seconds):
+    """A TensorRTPredictor with CPU tensors where the CUDA buffers would be."""
+    import torch
+
+    predictor = object.__new__(TensorRTPredictor)
+    shapes = {"image": (1, 3, 4, 6), "depth": (1, 1, 4, 6), "labels": (1, 4, 6)}
+    dtypes = {"image": torch.float32, "depth": torch.float32, "labels": torch.int32}
+    predictor._device_buffers = {n: torch.zeros(s, dtype=dtypes[n]) for n, s in shapes.items()}
+    predictor._host_buffers = {n: torch.zeros(s, dtype=dtypes[n]) for n, s in shapes.items()}
+    predictor._context = _SlowContext(predictor._device_buffers, seconds)
+    predictor._engine = object()
+    predictor._stream = _Stream()
+    predictor._outputs = ["depth", "labels"]
+    predictor._dynamic = False
+    predictor._lock = threading.Lock()
+    predictor._closed = False
+    predictor.model_path = "cpu-test.engine"
+    return predictor
+
+
+def test_close_waits_for_a_running_inference():
+    """close() during infer() waits instead of freeing the buffers under it; infer returns
+    its result; later calls say the predictor is closed."""
+    predictor = _cpu_predictor(seconds=0.5)
+    batch = np.full((1, 3, 4, 6), 1.5, np.float32)
+    result, errors = {}, []
+
+    def run():
+        try:
+            result["out"] = predictor.infer(batch)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert predictor._context.started.wait(5)
+    predictor.close()
+    worker.join(5)
+    assert not errors, errors
+    np.testing.assert_allclose(result["out"].depth, 3.0)
+    assert predictor._host_buffers == {} and predictor._context is None
+    with pytest.raises(SynergyError, match="is closed"):
+        predictor.infer(batch)
+
+
+def test_close_that_gives_up_leaves_the_buffers_to_the_inference():
+    """A close() timing out (a stuck GPU) frees nothing; the inference frees them when done."""
+    predictor = _cpu_predictor(seconds=0.6)
+    worker = threading.Thread(target=predictor.infer, args=(np.ones((1, 3, 4, 6), np.float32),))
+    worker.start()
+    assert predictor._context.started.wait(5)
+    predictor.close(timeout_s=0.05)
+    assert predictor._host_buffers and predictor._context is not None  # still in use
+    worker.join(5)
+    assert predictor._host_buffers == {} and predictor._context is None

@@ -30,6 +30,7 @@ from synergy_ros.core.atomic import atomic_write_text
 from synergy_ros.core.machine import machine_info, machine_summary
 from synergy_ros.core.modelfile import load_model_meta
 from synergy_ros.runtime import load_predictor
+from synergy_ros.runtime.device import module_installed
 from synergy_ros.runtime.exporter import ExportOptions, cached_onnx, sample_image
 from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor
@@ -145,12 +146,11 @@ def _run_isolated(spec: dict, timeout_s: float) -> dict:
 
 def available_backends() -> dict[str, str | None]:
     """{backend: None if usable here else the reason it is not}."""
-    import importlib.util
 
     reasons: dict[str, str | None] = {"torch": None, "onnxruntime": None, "tensorrt": None}
-    if importlib.util.find_spec("onnxruntime") is None:
+    if not module_installed("onnxruntime"):
         reasons["onnxruntime"] = "onnxruntime is not installed"
-    if importlib.util.find_spec("tensorrt") is None:
+    if not module_installed("tensorrt"):  # tensorrt-stubs alone leave an empty namespace
         reasons["tensorrt"] = "tensorrt is not installed (no GPU figures from this machine)"
     else:
         import torch

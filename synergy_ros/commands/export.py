@@ -26,7 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8", action="store_true",
                         help="engine: INT8 (with FP16 fallback), calibrated on --calib-images")
     parser.add_argument("--calib-images", help="folder of camera frames for INT8 calibration "
-                        "(the calibration cache is kept in the cache dir)")
+                        "(the calibration cache is kept in the cache dir, keyed by the "
+                        "images' content: another folder means a new calibration)")
+    parser.add_argument("--max-calib-images", type=int, default=500,
+                        help="engine: calibrate on at most this many images (the first by "
+                             "name; default 500)")
+    parser.add_argument("--device", default="cuda",
+                        help="engine: the GPU to build and check on, cuda or cuda:N "
+                             "(default cuda = cuda:0, the first visible GPU)")
     parser.add_argument("--attention", action="store_true",
                         help="also output the attention map")
     parser.add_argument("--dynamic-batch", action="store_true",
@@ -76,8 +83,9 @@ def _build_engine(args, options, checkpoint, cache_dir):
     if checkpoint.suffix.lower() != ".onnx":
         onnx_path = cached_onnx(checkpoint, cache_dir, options)
     engine, record, built = engine_for_onnx(
-        onnx_path, cache_dir, precision, engine_path=args.output,
-        calib_images=args.calib_images, workspace_gb=args.workspace_gb)
+        onnx_path, cache_dir, precision, device=args.device, engine_path=args.output,
+        calib_images=args.calib_images, workspace_gb=args.workspace_gb,
+        max_calib_images=args.max_calib_images)
     state = f"built in {record.get('build_seconds', 0):.0f} s" if built else "cached, valid"
     print(f"engine {engine} ({Path(engine).stat().st_size / 1e6:.1f} MB, {precision}, {state}) "
           f"for {record['key']['gpu_name']} / TensorRT {record['key']['tensorrt_version']}")
@@ -88,7 +96,7 @@ def _build_engine(args, options, checkpoint, cache_dir):
     from synergy_ros.runtime import load_predictor
     from synergy_ros.runtime.exporter import Tolerance, compare_outputs, sample_image
 
-    with load_predictor(engine, backend="tensorrt") as trt_pred, \
+    with load_predictor(engine, backend="tensorrt", device=args.device) as trt_pred, \
             load_predictor(onnx_path, backend="onnxruntime") as ort_pred:
         image = sample_image(*trt_pred.input_size)
         got, want = trt_pred.predict(image), ort_pred.predict(image)

@@ -93,7 +93,7 @@ class ModelMeta:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "model metadata") -> "ModelMeta":
+    def from_dict(cls, data: Any, source: str = "model metadata") -> "ModelMeta":
         """Build from a dict, naming ``source`` in the error when fields are missing/unknown."""
         if not isinstance(data, dict):
             raise SynergyError(f"{source}: metadata is not a dict")

@@ -24,7 +24,8 @@ Geometry:
   which is only honest if you think of the zoom as a focal-length change (intrinsics x ``s``)
   the network is not told about; use it only when you know you want that.
 - :class:`Resize` resamples to a fixed size (e.g. 512x256 for the outdoor data as in the
-  paper): bilinear (area when shrinking) for the image, nearest neighbour for labels and for
+  paper): the image with the runtime's rule (``synergy_ros.runtime.preprocess.resize_rgb``:
+  area when shrinking, bilinear when enlarging), nearest neighbour for labels and for
   depth (never averages a valid depth with an invalid 0 or blends across object edges,
   so sparse LiDAR / disparity depth stays exact where it is kept).
 """
@@ -38,6 +39,7 @@ import numpy as np
 
 from synergy_ros.core.labels import IGNORE_INDEX
 from synergy_ros.core.modelfile import IMAGENET_MEAN, IMAGENET_STD
+from synergy_ros.runtime.preprocess import normalisation, normalise_rgb, resize_rgb
 
 Transform = Callable[[dict, np.random.Generator], dict]
 #: ITU-R BT.601 luma weights of R, G, B (the grey image ColorJitter's contrast and saturation
@@ -51,10 +53,8 @@ def _resize(array: np.ndarray, height: int, width: int, interpolation: int) -> n
     return cv2.resize(array, (width, height), interpolation=interpolation)
 
 
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize an (H, W, 3) image: area interpolation when shrinking, bilinear otherwise."""
-    shrink = height * width < image.shape[0] * image.shape[1]
-    return _resize(image, height, width, cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+#: The image resize shared with inference (area when shrinking, bilinear otherwise).
+resize_image = resize_rgb
 
 
 def resize_nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -193,15 +193,18 @@ class Resize:
 class ToTensor:
     """Convert a raw sample to the training-sample contract (torch tensors).
 
-    ``image`` -> (3, H, W) float32 ``(x / 255 - mean) / std``; ``depth`` -> (1, H, W) float32
-    metres with every non-finite or non-positive value set to 0; ``labels`` -> (H, W) int64.
+    ``image`` -> (3, H, W) float32 ``(x / 255 - mean) / std`` (the runtime's
+    ``normalise_rgb``, so training and inference inputs are bit-identical); ``depth`` ->
+    (1, H, W) float32 metres with every non-finite or non-positive value set to 0;
+    ``labels`` -> (H, W) int64.
     Missing depth / labels become all-0 / all-255 with ``has_depth`` / ``has_labels`` False.
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
-        self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self.scale, self.offset = normalisation(self.mean, self.std)
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         """Normalise and convert."""
@@ -209,7 +212,7 @@ class ToTensor:
 
         image = sample["image"]
         h, w = image.shape[:2]
-        normalised = (image.astype(np.float32) / 255.0 - self.mean) / self.std
+        normalised = normalise_rgb(image, self.scale, self.offset)
         depth = sample.get("depth")
         has_depth = bool(sample.get("has_depth", depth is not None)) and depth is not None
         if has_depth:
@@ -223,7 +226,7 @@ class ToTensor:
                   else np.full((h, w), IGNORE_INDEX, np.int64))
         out = {key: value for key, value in sample.items()
                if key not in ("image", "depth", "labels", "has_depth", "has_labels")}
-        out.update(image=torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1))),
+        out.update(image=torch.from_numpy(normalised),
                    depth=torch.from_numpy(np.ascontiguousarray(depth))[None],
                    labels=torch.from_numpy(np.ascontiguousarray(labels)),
                    has_depth=has_depth, has_labels=has_labels)

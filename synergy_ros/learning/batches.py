@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.labels import IGNORE_INDEX
+from synergy_ros.core.modelfile import IMAGENET_MEAN, IMAGENET_STD
 from synergy_ros.data import DATASETS
 from synergy_ros.data import build_dataset as build_registered
 from synergy_ros.data.transforms import build_transform
@@ -33,6 +34,53 @@ from synergy_ros.data.transforms import build_transform
 AUGMENT_KEY = "augment"
 TARGETS_KEY = "targets"
 TARGET_NAMES = ("depth", "labels")
+
+
+def spec_normalisation(spec: dict | None) -> tuple[tuple, tuple] | None:
+    """(mean, std) a dataset spec's ``augment`` sets (a missing half is ImageNet's), or None."""
+
+    augment = (spec or {}).get(AUGMENT_KEY) or {}
+    if not isinstance(augment, dict) or ("mean" not in augment and "std" not in augment):
+        return None
+    try:
+        mean = tuple(float(v) for v in augment.get("mean", IMAGENET_MEAN))
+        std = tuple(float(v) for v in augment.get("std", IMAGENET_STD))
+    except (TypeError, ValueError) as exc:
+        raise SynergyError(f"augment mean/std must be 3 numbers each ({exc})") from exc
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise SynergyError(f"augment mean/std must be 3 numbers each, std > 0; got mean {mean}, "
+                           f"std {std}")
+    return mean, std
+
+
+def training_normalisation(train_specs: Sequence[dict]) -> tuple[tuple, tuple]:
+    """The (mean, std) the model is trained with: what every ``data.train`` spec's ``augment``
+    says (ImageNet's when none does). They must agree: a model has one input normalisation,
+    and it is written into the model file for inference."""
+
+    default = (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
+    chosen = [spec_normalisation(spec) or default for spec in train_specs]
+    if any(c != chosen[0] for c in chosen):
+        listed = "; ".join(f"data.train[{i}]: mean {m}, std {s}"
+                           for i, (m, s) in enumerate(chosen))
+        raise SynergyError(f"the training datasets normalise differently ({listed}); a model "
+                           "has one input normalisation: set the same augment mean/std on all")
+    return chosen[0] if chosen else default
+
+
+def with_normalisation(spec: dict, mean: Sequence[float], std: Sequence[float],
+                       role: str) -> dict:
+    """``spec`` with ``augment`` mean/std set to the model's, so an evaluation dataset sees what
+    inference feeds the network; SynergyError when the spec sets other values."""
+    own = spec_normalisation(spec)
+    model = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    if own is not None and own != model:
+        raise SynergyError(f"{role} sets augment mean {own[0]}, std {own[1]} but the model is "
+                           f"trained with mean {model[0]}, std {model[1]}; drop them from "
+                           f"{role} (it uses the model's)")
+    augment = dict(spec.get(AUGMENT_KEY) or {})
+    augment.update(mean=list(model[0]), std=list(model[1]))
+    return {**spec, AUGMENT_KEY: augment}
 
 
 class TargetFilter:

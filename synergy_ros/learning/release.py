@@ -25,7 +25,8 @@ from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.labels import IGNORE_INDEX
 from synergy_ros.core.machine import machine_summary
 from synergy_ros.core.modelfile import ModelMeta, load_model_file, save_model_file
-from synergy_ros.learning.batches import SeededDataset, build_dataset, make_loader
+from synergy_ros.learning.batches import (SeededDataset, build_dataset, make_loader,
+                                          with_normalisation)
 from synergy_ros.learning.checkpoint import load_weights
 from synergy_ros.learning.trainer import validate
 from synergy_ros.network import SynergyOutput, build_network
@@ -83,8 +84,8 @@ def release_model(checkpoint: str | os.PathLike, model_path: str | os.PathLike, 
     device = torch.device("cpu")
     data = config["data"]
     size = data["input_size"]
-    test = SeededDataset(build_dataset(release["test"], size, False, config["seed"]),
-                         config["seed"])
+    test_spec = with_normalisation(release["test"], meta.mean, meta.std, "release.test")
+    test = SeededDataset(build_dataset(test_spec, size, False, config["seed"]), config["seed"])
     loader_args = dict(batch_size=data["val_batch_size"] or data["batch_size"], shuffle=False,
                        seed=config["seed"], epoch=0, skip_batches=0, rank=0, world_size=1,
                        num_workers=0, drop_last=False)

@@ -40,13 +40,14 @@ from synergy_ros.core.modelfile import ModelMeta, load_model_file
 from synergy_ros.evaluation.metrics import DEPTH_METRIC_KEYS, DepthRangeEvaluator, SemanticConfusion
 from synergy_ros.learning.batches import (SeededDataset, batch_schedule, batches_per_epoch,
                                           build_dataset, consumed_per_source, make_loader,
-                                          preflight)
+                                          preflight, training_normalisation, with_normalisation)
 from synergy_ros.learning.checkpoint import (capture_rng_state, checkpoint_path, load_checkpoint,
                                              load_weights, restore_rng_state, save_checkpoint)
 from synergy_ros.learning.config import PARAMETER_GROUPS, dump_config
 from synergy_ros.learning.distributed import DistInfo, any_rank, barrier, init_distributed
 from synergy_ros.learning.losses import LOSS_NAMES, SynergyLoss
 from synergy_ros.network import build_network, load_encoder_weights
+from synergy_ros.runtime.device import torch_device
 
 #: Frozen parameter groups per batch kind in alternating mode.
 FROZEN_GROUPS = {"depth": ("semantic", "semantic_head"), "semantic": ("depth",), "joint": ()}
@@ -102,20 +103,14 @@ def lr_factor(step: int, total_steps: int, schedule: dict) -> float:
 
 
 def resolve_device(name: str) -> Any:
-    """``auto`` -> cuda if available else cpu; otherwise a checked torch.device."""
-    import torch
+    """``auto`` -> cuda:0 if available else cpu; ``cpu``, ``cuda``, ``cuda:N`` -> a torch.device
+    with an explicit index, checked to exist (:func:`synergy_ros.runtime.device.torch_device`);
+    anything else is a SynergyError naming the config key."""
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise SynergyError(f"device {name!r} is not a torch device (use auto, cpu, cuda, "
-                           "cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SynergyError(f"device {name!r} requested but no CUDA GPU is available; "
-                           "use --set device=cpu")
-    return device
+        return torch_device(name)
+    except SynergyError as exc:
+        raise SynergyError(f"config key device: {exc}") from exc
 
 
 def batch_kind(batch: dict) -> str:
@@ -274,10 +269,15 @@ class Trainer:
             raise SynergyError("data.train is empty; list at least one dataset, e.g. "
                                "--set 'data.train=[{type: synthetic, num_frames: 256}]'")
         seed = self.config["seed"]
+        # One input normalisation: the training datasets', also used by validation and written
+        # into the model file (meta.mean/std), so inference normalises as training did.
+        self.mean, self.std = training_normalisation(data["train"])
         self.train_sets = [SeededDataset(self._dataset(spec, True, f"data.train[{i}]"), seed + i)
                            for i, spec in enumerate(data["train"])]
-        self.val_set = (SeededDataset(self._dataset(data["val"], False, "data.val"), seed)
-                        if data["val"] else None)
+        self.val_set = None
+        if data["val"]:
+            val_spec = with_normalisation(data["val"], self.mean, self.std, "data.val")
+            self.val_set = SeededDataset(self._dataset(val_spec, False, "data.val"), seed)
         if self.config["train"]["mode"] == "supervised" and len(self.train_sets) > 1:
             from torch.utils.data import ConcatDataset
 
@@ -332,12 +332,14 @@ class Trainer:
         return model
 
     def meta(self, extra: dict | None = None) -> Any:
-        """ModelMeta of the trained network (classes, palette, input size, max depth)."""
+        """ModelMeta of the trained network (classes, palette, input size, the input
+        normalisation it was trained with, max depth)."""
 
         return ModelMeta(network=self.model.config.to_dict(),
                          class_names=list(self.label_set.class_names),
                          palette=[list(c) for c in self.label_set.palette],
                          input_size=tuple(self.config["data"]["input_size"]),
+                         mean=self.mean, std=self.std,
                          max_depth=self.model.config.max_depth, extra=dict(extra or {}))
 
     # ------------------------------------------------------------------ checkpoints

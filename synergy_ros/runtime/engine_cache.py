@@ -8,7 +8,10 @@ rebuilt with a warning. A ``X.lock`` file taken with ``fcntl.flock`` makes concu
 wait for one build instead of building the same engine twice.
 
 Engine keys (:class:`EngineKey`) are the ONNX file's SHA-256, TensorRT version, GPU name and
-compute capability, precision and input shape: change any of them and a new engine is built.
+compute capability, precision and input shape, and for INT8 the calibration image set
+(:func:`calibration_digest`): change any of them and a new engine is built. INT8 calibration
+caches are named by the same calibration digest, so new calibration images mean a new
+calibration, never a silent reuse of the old one.
 This module is plain Python (no TensorRT import) so it is tested everywhere.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -27,6 +31,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from synergy_ros.core.atomic import atomic_write_bytes, atomic_write_text
 from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.rgb import IMAGE_SUFFIXES
 
 LOG = logging.getLogger("synergy_ros.runtime.cache")
 CACHE_FORMAT = "synergy_ros.cached_artifact"
@@ -157,12 +162,12 @@ def cached_build(artifact: str | os.PathLike, key: dict,
     """
     artifact = Path(artifact)
     record = read_record(artifact)
-    if artifact.is_file() and not record_problems(artifact, record, key):
+    if record is not None and not record_problems(artifact, record, key):
         return CacheResult(artifact, record, False, 0.0)
     with file_lock(artifact, timeout_s=lock_timeout_s) as waited:
         record = read_record(artifact)  # another process may have built it while we waited
         problems = record_problems(artifact, record, key)
-        if not problems:
+        if record is not None and not problems:
             return CacheResult(artifact, record, False, waited)
         if artifact.exists() or record is not None:
             LOG.warning("%s %s is stale, rebuilding: %s", what, artifact, "; ".join(problems))
@@ -185,7 +190,9 @@ def cached_build(artifact: str | os.PathLike, key: dict,
 class EngineKey:
     """What a TensorRT engine is valid for; any change means a new engine.
 
-    input_shape is the engine's (B, 3, h, w) input in pixels.
+    input_shape is the engine's (B, 3, h, w) input in pixels; calibration the INT8 calibration
+    set's :func:`calibration_digest` (None for fp32/fp16, and then left out of the dict, so
+    fp32/fp16 keys and file names are those of earlier releases).
     """
 
     onnx_sha256: str
@@ -194,11 +201,14 @@ class EngineKey:
     compute_capability: str
     precision: str
     input_shape: tuple
+    calibration: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-serialisable dict (input_shape as a list)."""
         data = dataclasses.asdict(self)
         data["input_shape"] = [int(v) for v in self.input_shape]
+        if self.calibration is None:
+            del data["calibration"]
         return data
 
     def digest(self) -> str:
@@ -244,3 +254,88 @@ def io_problems(actual: dict, expected: dict) -> list[str]:
         if want.get("dtype") and have.get("dtype") and want["dtype"] != have["dtype"]:
             problems.append(f"{name} has dtype {have['dtype']}, expected {want['dtype']}")
     return problems
+
+
+#: Part of every calibration digest: bump it when the calibrator feeds TensorRT differently
+#: (preprocessing, batching), so calibrations made the old way are not reused. 2: images are
+#: resized with the shared training/inference rule (area when shrinking).
+CALIBRATION_FORMAT = 2
+
+
+def calibration_files(image_dir: str | os.PathLike, max_images: int) -> list[Path]:
+    """The images INT8 calibration reads: ``image_dir``'s image files sorted by name, the first
+    ``max_images``. SynergyError when the folder is missing or holds no images."""
+    folder = Path(image_dir)
+    if int(max_images) < 1:
+        raise SynergyError(f"max calibration images must be >= 1, got {max_images}")
+    if not folder.is_dir():
+        raise SynergyError(f"--calib-images {folder} is not a folder; pass a folder of camera "
+                           "frames (png/jpg)")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SynergyError(f"INT8 calibration: no images ({', '.join(IMAGE_SUFFIXES)}) in "
+                           f"{folder}; pass --calib-images with a few hundred frames like the "
+                           "deployment camera's")
+    return files[:int(max_images)]
+
+
+def calibration_digest(files: list[Path], max_images: int) -> str:
+    """16-hex digest of a calibration set: each file's name, size and content SHA-256 (content,
+    not mtime: a copied or touched folder is the same set, an edited image is not), the
+    ``max_images`` setting and :data:`CALIBRATION_FORMAT`."""
+    entries = [[Path(f).name, Path(f).stat().st_size, file_sha256(f)] for f in files]
+    return key_digest({"format": CALIBRATION_FORMAT, "max_images": int(max_images),
+                       "files": entries})
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """One INT8 calibration: its digest (the engine key's ``calibration``), the TensorRT
+    calibration cache file named by it, and the images to read (empty: the cache file exists
+    and is reused as is)."""
+
+    digest: str
+    cache_file: Path
+    files: tuple = ()
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable summary for the engine's sidecar."""
+        return {"digest": self.digest, "cache_file": self.cache_file.name,
+                "images": len(self.files), "source": self.source}
+
+
+def calibration_cache_path(cache_dir: str | os.PathLike, onnx_path: str | os.PathLike,
+                           onnx_sha256: str, digest: str) -> Path:
+    """``<cache_dir>/<onnx stem>.<onnx sha 16>.<calibration digest>.int8.calib``."""
+    return Path(cache_dir) / f"{Path(onnx_path).stem}.{onnx_sha256[:16]}.{digest}.int8.calib"
+
+
+def calibration_for(cache_dir: str | os.PathLike, onnx_path: str | os.PathLike,
+                    onnx_sha256: str, calib_images: str | os.PathLike | None,
+                    max_images: int) -> Calibration:
+    """The calibration an INT8 build of ``onnx_path`` uses.
+
+    With ``calib_images``: that folder's first ``max_images`` images, keyed by their digest.
+    Without (the node, ``synergy evaluate``): the newest calibration cache made for this ONNX
+    file in ``cache_dir`` (by ``synergy export --int8 --calib-images``); SynergyError when none.
+    """
+    if calib_images is not None:
+        files = calibration_files(calib_images, max_images)
+        digest = calibration_digest(files, max_images)
+        return Calibration(digest, calibration_cache_path(cache_dir, onnx_path, onnx_sha256,
+                                                          digest), tuple(files), str(calib_images))
+    prefix = f"{Path(onnx_path).stem}.{onnx_sha256[:16]}."
+    suffix = ".int8.calib"
+    caches = [p for p in Path(cache_dir).glob(f"{glob.escape(prefix)}*{suffix}") if p.is_file()]
+    if not caches:
+        raise SynergyError(f"INT8 needs a calibration for {Path(onnx_path).name} and {cache_dir} "
+                           "has none: run `synergy export --format engine --int8 --calib-images "
+                           "DIR` (a folder of camera frames) with the same cache dir first")
+    newest = max(caches, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    digest = newest.name[len(prefix):-len(suffix)]
+    if len(caches) > 1:
+        LOG.info("INT8: %d calibrations cached for %s; using the newest, %s", len(caches),
+                 Path(onnx_path).name, newest.name)
+    return Calibration(digest, newest, (), None)

@@ -14,7 +14,6 @@ why is logged (logger ``synergy_ros.runtime``).
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Sequence
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import load_model_meta
 from synergy_ros.runtime.base import BACKENDS, PRECISIONS, Predictor
+from synergy_ros.runtime.device import module_installed, parse_device
 from synergy_ros.runtime.exporter import ExportOptions, cached_onnx
 from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor, cuda_provider_available
 from synergy_ros.runtime.tensorrt_backend import load_tensorrt_predictor
@@ -33,7 +33,7 @@ CACHE_ENV = "SYNERGY_CACHE_DIR"
 
 
 def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    return module_installed(module)
 
 
 def _cuda_available() -> bool:
@@ -61,10 +61,8 @@ def choose_backend(model_path: str | os.PathLike, backend: str = "auto",
                            "file, an .onnx from `synergy export` or a TensorRT .engine")
     if backend not in ("auto", *BACKENDS):
         raise SynergyError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-    cuda_index = device.startswith("cuda:") and device[5:].isdigit()
-    if device not in ("auto", "cpu", "cuda") and not cuda_index:
-        raise SynergyError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    want_gpu = device != "cpu"
+    spec = parse_device(device)
+    want_gpu = spec.kind != "cpu"
     if backend == "auto":
         trt_ok = _installed("tensorrt")
         cuda_ok = trt_ok and want_gpu and _cuda_available()  # torch imported only if useful
@@ -88,12 +86,14 @@ def choose_backend(model_path: str | os.PathLike, backend: str = "auto",
     if backend == "onnxruntime" and suffix == ".engine":
         raise SynergyError(f"{model_path}: a TensorRT engine runs only with --backend "
                            "tensorrt; pass the .onnx or .pt to use onnxruntime")
-    if device == "auto":
+    if spec.kind == "auto":
         probe = {"tensorrt": lambda: True, "torch": _cuda_available, "onnxruntime": _ort_cuda}
         gpu = probe[backend]()
-        device = "cuda" if gpu else "cpu"
+        device = "cuda:0" if gpu else "cpu"
         if backend == "onnxruntime":
             why += "; CUDA execution provider" + (" available" if gpu else " not available")
+    else:
+        device = str(spec)  # canonical: cpu or cuda:N
     if backend == "tensorrt" and device == "cpu":
         raise SynergyError("TensorRT runs only on a CUDA GPU; pass --backend onnxruntime or "
                            "torch for --device cpu")

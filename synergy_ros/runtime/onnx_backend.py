@@ -12,6 +12,7 @@ from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
 from synergy_ros.runtime.base import (ATTENTION_NAME, DEPTH_NAME, INPUT_NAME, LABELS_NAME,
                                       Predictor, RawOutput, graph_io_spec)
+from synergy_ros.runtime.device import parse_device
 from synergy_ros.runtime.engine_cache import io_problems
 
 LOG = logging.getLogger("synergy_ros.runtime")
@@ -93,13 +94,16 @@ class OnnxRuntimePredictor(Predictor):
     def __init__(self, onnx_path: str | os.PathLike, device: str = "cpu",
                  input_size: Sequence[int] | None = None, output_resolution: str = "input",
                  with_attention: bool = False, num_threads: int | None = None) -> None:
-        if device.startswith("cuda"):
+        spec = parse_device(device)
+        if spec.kind == "auto":
+            spec = parse_device("cuda" if cuda_provider_available() else "cpu")
+        if spec.index is not None:
             if not cuda_provider_available():
-                raise SynergyError("device cuda requested but this onnxruntime has no "
+                raise SynergyError(f"device {device} requested but this onnxruntime has no "
                                    "CUDAExecutionProvider (install onnxruntime-gpu) - pass "
                                    "--device cpu")
-            index = int(device.split(":")[1]) if ":" in device else 0
-            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+            providers = [("CUDAExecutionProvider", {"device_id": spec.index}),
+                         "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         session = open_session(onnx_path, providers, num_threads)
@@ -129,7 +133,7 @@ class OnnxRuntimePredictor(Predictor):
                          max_batch=image_shape[0] if image_shape[0] > 0 else None)
         self._session = session
         self._outputs = [DEPTH_NAME, LABELS_NAME] + ([ATTENTION_NAME] if with_attention else [])
-        self.device = device
+        self.device = str(spec)
         self.precision = "fp16" if meta.extra.get("export", {}).get("fp16") else "fp32"
         self.model_path = str(onnx_path)
         self.providers = session.get_providers()

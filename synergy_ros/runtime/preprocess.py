@@ -3,10 +3,15 @@
 Every backend (torch, onnxruntime, TensorRT) goes through :class:`Preprocessor` and
 :class:`Postprocessor`, so all of them see identical inputs and return identical layouts.
 
-Preprocessing: RGB uint8 (H, W, 3) -> resize to the model's (h, w) with bilinear
-interpolation (``cv2.INTER_LINEAR``; skipped when the size already matches) -> scale to [0, 1]
-and normalise with the model's mean/std -> (B, 3, h, w) float32, C-contiguous. Images are
-stretched to (h, w), not letter-boxed: the networks are trained on resized full frames.
+Preprocessing: RGB uint8 (H, W, 3) -> :func:`resize_rgb` to the model's (h, w) (area
+interpolation when shrinking, bilinear when enlarging; skipped when the size already matches)
+-> :func:`normalise_rgb` with the model's mean/std (``meta.mean``/``meta.std``: the values the
+model was trained with) -> (B, 3, h, w) float32, C-contiguous. Images are stretched to (h, w),
+not letter-boxed: the networks are trained on resized full frames.
+
+Training and validation (``synergy_ros.data.transforms``) resize and normalise with these same
+two functions, so the network sees the same input at training, validation, ``synergy
+evaluate``, the node and the TensorRT INT8 calibrator (all through :class:`Preprocessor`).
 
 Postprocessing at ``output_resolution="input"``: depth and attention are resized back to each
 image's (H, W) bilinearly, labels with exact nearest-neighbour (``cv2.INTER_NEAREST_EXACT``,
@@ -38,6 +43,38 @@ def label_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.uint8) if num_classes <= 255 else np.dtype(np.uint16)
 
 
+def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an (H, W, 3) image to (height, width) pixels: ``cv2.INTER_AREA`` when the pixel
+    count shrinks (averages the source pixels each output pixel covers, no aliasing),
+    ``cv2.INTER_LINEAR`` otherwise; the image itself when the size already matches."""
+    if image.shape[:2] == (height, width):
+        return image
+    shrink = height * width < image.shape[0] * image.shape[1]
+    return cv2.resize(np.ascontiguousarray(image), (width, height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def normalisation(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, offset) float32 with ``x * scale + offset == (x / 255 - mean) / std``
+    for uint8 x (folded once, in float64)."""
+    std_arr = np.asarray(std, dtype=np.float64)
+    scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
+    offset = (-np.asarray(mean, dtype=np.float64) / std_arr).astype(np.float32)
+    return scale, offset
+
+
+def normalise_rgb(image: np.ndarray, scale: np.ndarray, offset: np.ndarray,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 ``image * scale + offset`` per channel (see
+    :func:`normalisation`), written into ``out`` when given."""
+    if out is None:
+        out = np.empty((3, *image.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.multiply(image[:, :, channel], scale[channel], out=out[channel], dtype=np.float32)
+        out[channel] += offset[channel]
+    return out
+
+
 class Preprocessor:
     """Resize + normalise RGB uint8 images into a (B, 3, h, w) float32 batch.
 
@@ -49,10 +86,7 @@ class Preprocessor:
     def __init__(self, input_size: Sequence[int], mean: Sequence[float],
                  std: Sequence[float]) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        std_arr = np.asarray(std, dtype=np.float64)
-        # (x / 255 - mean) / std == x * scale + offset, folded once.
-        self.scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
-        self.offset = (-np.asarray(mean, dtype=np.float64) / std_arr).astype(np.float32)
+        self.scale, self.offset = normalisation(mean, std)
 
     def __call__(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple]]:
         """Return (batch (B, 3, h, w) float32, [(H, W) of each input image])."""
@@ -62,13 +96,8 @@ class Preprocessor:
         for i, image in enumerate(images):
             check_rgb_image(image, i)
             sizes.append(image.shape[:2])
-            if image.shape[:2] != (height, width):
-                image = cv2.resize(np.ascontiguousarray(image), (width, height),
-                                   interpolation=cv2.INTER_LINEAR)
-            for channel in range(3):
-                np.multiply(image[:, :, channel], self.scale[channel], out=batch[i, channel],
-                            dtype=np.float32)
-                batch[i, channel] += self.offset[channel]
+            normalise_rgb(resize_rgb(image, height, width), self.scale, self.offset,
+                          out=batch[i])
         return batch, sizes
 
 

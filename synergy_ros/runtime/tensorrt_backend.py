@@ -14,28 +14,40 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from synergy_ros.core.atomic import atomic_write_bytes
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
-from synergy_ros.core.rgb import IMAGE_SUFFIXES
 from synergy_ros.runtime.base import INPUT_NAME, Predictor, graph_io_spec
-from synergy_ros.runtime.engine_cache import (EngineKey, cached_build, engine_cache_path,
-                                              environment_problems, file_sha256, io_problems,
-                                              read_record, record_problems, sidecar_path)
+from synergy_ros.runtime.device import cuda_index, module_installed, torch_device
+from synergy_ros.runtime.engine_cache import (Calibration, EngineKey, cached_build, calibration_for,
+                                              engine_cache_path, environment_problems, file_sha256,
+                                              io_problems, read_record, record_problems,
+                                              sidecar_path)
 from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.preprocess import Preprocessor
 
+if TYPE_CHECKING:  # the typed TensorRT API (PyPI tensorrt-stubs) for mypy; never imported here
+    import tensorrt as trt
+
 LOG = logging.getLogger("synergy_ros.runtime")
 DEFAULT_WORKSPACE_GB = 2.0
+DEFAULT_MAX_CALIB_IMAGES = 500
+#: How long ``close()`` waits for a running inference before leaving the buffers to it (s).
+CLOSE_TIMEOUT_S = 30.0
 _FALLBACK = "pass --backend onnxruntime to run without TensorRT"
 
 
-def require_tensorrt(fallback: str = _FALLBACK):
-    """Import tensorrt and check a CUDA GPU; SynergyError saying what to do otherwise."""
+def require_tensorrt(fallback: str = _FALLBACK) -> None:
+    """Check that TensorRT 10 imports and torch sees a CUDA GPU; SynergyError saying what to do
+    otherwise. Callers then ``import tensorrt``."""
+    if not module_installed("tensorrt"):  # a stubs-only tensorrt/ folder is not TensorRT
+        raise SynergyError("TensorRT is not installed on this machine (no importable "
+                           "'tensorrt' module); install TensorRT 10 for your CUDA version, or "
+                           f"{fallback}")
     try:
         import tensorrt as trt
     except ImportError as exc:
@@ -48,14 +60,25 @@ def require_tensorrt(fallback: str = _FALLBACK):
     if int(trt.__version__.split(".")[0]) < 10:
         raise SynergyError(f"TensorRT {trt.__version__} is too old: synergy_ros uses the "
                            f"TensorRT 10 API; upgrade, or {fallback}")
-    return trt
+
+
+def use_cuda_device(device: str) -> int:
+    """Make ``device`` (``cuda`` or ``cuda:N``, checked to exist) this thread's current CUDA
+    device, where TensorRT builds and runs; returns its index."""
+    import torch
+
+    index = torch_device(device).index
+    if index is None:
+        raise SynergyError(f"TensorRT runs only on a CUDA GPU, not {device!r}; {_FALLBACK}")
+    torch.cuda.set_device(index)
+    return int(index)
 
 
 def gpu_identity(device: str = "cuda") -> tuple[str, str]:
-    """(GPU name, compute capability 'major.minor') of ``device``."""
+    """(GPU name, compute capability 'major.minor') of ``device`` (``cuda`` or ``cuda:N``)."""
     import torch
 
-    props = torch.cuda.get_device_properties(torch.device(device))
+    props = torch.cuda.get_device_properties(cuda_index(device))
     return props.name, f"{props.major}.{props.minor}"
 
 
@@ -82,54 +105,93 @@ def onnx_interface(onnx_path: str | os.PathLike) -> tuple[ModelMeta, list]:
     return meta, [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
 
 
-def _dtype_names(trt) -> dict:
+def profile_shapes(input_shape: Sequence[int],
+                   max_batch: int) -> tuple[list[int], list[int], list[int]]:
+    """(min, opt, max) shapes of the optimisation profile for a dynamic-batch (B = -1) image
+    input (B, 3, h, w): batch 1 to ``max_batch``, tuned for ``max_batch``."""
+    if int(max_batch) < 1:
+        raise SynergyError(f"max batch must be >= 1, got {max_batch}")
+    rest = [int(v) for v in input_shape[1:]]
+    if any(v <= 0 for v in rest):
+        raise SynergyError(f"only the batch axis may be dynamic; the ONNX input is "
+                           f"{list(input_shape)}: re-export with fixed --height/--width")
+    return [1, *rest], [int(max_batch), *rest], [int(max_batch), *rest]
+
+
+def buffer_shape(shape: Sequence[int], max_batch: int) -> list[int]:
+    """An I/O tensor's buffer shape: a dynamic batch (-1 first) becomes ``max_batch``; other
+    -1 axes stay for the execution context to resolve."""
+    return [int(max_batch) if d == -1 and i == 0 else int(d) for i, d in enumerate(shape)]
+
+
+def engine_interface_problems(io_spec: dict, record: dict, with_attention: bool) -> list[str]:
+    """Why an engine with tensors ``io_spec`` and sidecar ``record`` is not a synergy_ros graph
+    (see :func:`~synergy_ros.runtime.base.graph_io_spec`); empty when it is."""
+    image_shape = io_spec.get(INPUT_NAME, {}).get("shape", [0, 0, 0, 0])
+    if len(image_shape) != 4:
+        return [f"input '{INPUT_NAME}' has shape {image_shape}, expected (B, 3, h, w)"]
+    problems = io_problems(io_spec, graph_io_spec(image_shape[2:], image_shape[0],
+                                                  with_attention))
+    recorded = record.get("io")
+    if recorded and recorded != io_spec:
+        problems.append(f"engine I/O {io_spec} differs from its sidecar {recorded}")
+    return problems
+
+
+def dims_list(dims: trt.Dims) -> list[int]:
+    """A TensorRT ``Dims`` as a list of ints (-1: dynamic)."""
+    return [int(dims[i]) for i in range(len(dims))]
+
+
+def _dtype_names() -> dict:
+    import tensorrt as trt
+
     return {trt.float32: "float32", trt.float16: "float16", trt.int32: "int32",
             trt.int8: "int8", trt.bool: "bool", trt.uint8: "uint8", trt.int64: "int64"}
 
 
-def engine_io(engine) -> dict:
+def engine_io(engine: trt.ICudaEngine) -> dict:
     """``{name: {"mode", "shape", "dtype"}}`` of a deserialised ICudaEngine (-1: dynamic)."""
     import tensorrt as trt
 
-    names = _dtype_names(trt)
+    names = _dtype_names()
     spec = {}
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
         mode = "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
-        spec[name] = {"mode": mode, "shape": [int(d) for d in engine.get_tensor_shape(name)],
+        spec[name] = {"mode": mode, "shape": dims_list(engine.get_tensor_shape(name)),
                       "dtype": names.get(engine.get_tensor_dtype(name),
                                          str(engine.get_tensor_dtype(name)))}
     return spec
 
 
-def _image_calibrator(trt, image_dir: Path, meta: ModelMeta, input_shape: Sequence[int],
-                      cache_file: Path, max_images: int):
-    """An IInt8EntropyCalibrator2 feeding preprocessed images from ``image_dir``."""
+def _image_calibrator(calibration: Calibration, meta: ModelMeta, input_shape: Sequence[int],
+                      device_index: int) -> trt.IInt8EntropyCalibrator2:
+    """An IInt8EntropyCalibrator2 feeding ``calibration``'s images, preprocessed exactly as the
+    predictors preprocess camera frames, from a buffer on CUDA device ``device_index``."""
     import cv2
+    import tensorrt as trt
     import torch
 
-    files = sorted(p for p in Path(image_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files and not cache_file.is_file():
-        raise SynergyError(f"INT8 calibration: no images ({', '.join(IMAGE_SUFFIXES)}) in "
-                           f"{image_dir}; pass --calib-images with a few hundred frames like "
-                           "the deployment camera's")
     batch_size = max(1, int(input_shape[0]))
     pre = Preprocessor(input_shape[2:], meta.mean, meta.std)
+    cache_file = calibration.cache_file
 
     class ImageFolderCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self.files = files[:max_images]
+            self.files = list(calibration.files)
             self.position = 0
             self.device_input = torch.empty(tuple([batch_size, *input_shape[1:]]),
-                                            dtype=torch.float32, device="cuda")
+                                            dtype=torch.float32,
+                                            device=torch.device("cuda", device_index))
 
         def get_batch_size(self) -> int:
             return batch_size
 
-        def get_batch(self, names):
+        def get_batch(self, names: list[str]) -> list[int]:
             if self.position + batch_size > len(self.files):
-                return None
+                return []  # no more batches (the typed API: [] or None)
             images = []
             for path in self.files[self.position:self.position + batch_size]:
                 bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -142,27 +204,31 @@ def _image_calibrator(trt, image_dir: Path, meta: ModelMeta, input_shape: Sequen
             torch.cuda.synchronize()
             return [int(self.device_input.data_ptr())]
 
-        def read_calibration_cache(self):
+        def read_calibration_cache(self) -> bytes | None:  # "a cache object or None"
             return cache_file.read_bytes() if cache_file.is_file() else None
 
-        def write_calibration_cache(self, cache) -> None:
+        def write_calibration_cache(self, cache: Any) -> None:
             atomic_write_bytes(cache_file, bytes(cache))
 
     return ImageFolderCalibrator()
 
 
 def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
-                 workspace_gb: float = DEFAULT_WORKSPACE_GB, calib_images: str | None = None,
-                 calib_cache: str | os.PathLike | None = None, max_batch: int = 1,
-                 max_calib_images: int = 500) -> tuple[bytes, dict]:
-    """Build a serialized TensorRT engine from an exported ONNX file.
+                 workspace_gb: float = DEFAULT_WORKSPACE_GB,
+                 calibration: Calibration | None = None, max_batch: int = 1,
+                 device: str = "cuda") -> tuple[bytes, dict]:
+    """Build a serialized TensorRT engine from an exported ONNX file on CUDA ``device``.
 
     TensorRT 10 API: ``Builder.create_network(0)`` (explicit batch is the only mode),
     ``OnnxParser``, ``set_memory_pool_limit(WORKSPACE)``, ``BuilderFlag.FP16`` /
-    ``BuilderFlag.INT8`` with an ``IInt8EntropyCalibrator2`` (its cache file is reused), and
-    ``build_serialized_network``. Returns (engine bytes, sidecar fields: meta and I/O).
+    ``BuilderFlag.INT8`` with an ``IInt8EntropyCalibrator2`` on ``calibration`` (its cache file
+    is reused), and ``build_serialized_network``. Returns (engine bytes, sidecar fields: meta,
+    I/O and the calibration used).
     """
-    trt = require_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
+    device_index = use_cuda_device(device)
     meta, input_shape = onnx_interface(onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -179,27 +245,20 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
     profile = None
     if input_shape[0] == -1:  # dynamic batch: one optimisation profile 1..max_batch
         profile = builder.create_optimization_profile()
-        shape = list(input_shape[1:])
-        profile.set_shape(INPUT_NAME, [1, *shape], [max_batch, *shape], [max_batch, *shape])
+        low, opt, high = profile_shapes(input_shape, max_batch)
+        profile.set_shape(INPUT_NAME, trt.Dims(low), trt.Dims(opt), trt.Dims(high))
         config.add_optimization_profile(profile)
-        input_shape = [max_batch, *shape]
+        input_shape = high
     if precision == "int8":
-        if calib_cache is None:
-            raise SynergyError("INT8 needs a calibration cache path")
-        calib_cache = Path(calib_cache)
-        if calib_images is not None and not Path(calib_images).is_dir():
-            raise SynergyError(f"--calib-images {calib_images} is not a folder; pass a folder "
-                               "of camera frames (png/jpg)")
-        if calib_images is None and not calib_cache.is_file():
-            raise SynergyError("INT8 needs calibration images: `synergy export --format engine "
-                               "--int8 --calib-images DIR` (a folder of camera frames)")
+        if calibration is None:
+            raise SynergyError("INT8 needs a calibration (`synergy export --format engine "
+                               "--int8 --calib-images DIR`)")
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _image_calibrator(
-            trt, Path(calib_images) if calib_images else calib_cache.parent, meta, input_shape,
-            calib_cache, max_calib_images)
+        config.int8_calibrator = _image_calibrator(calibration, meta, input_shape, device_index)
         if profile is not None:
             config.set_calibration_profile(profile)
-    LOG.info("building TensorRT %s engine from %s (this takes minutes)", precision, onnx_path)
+    LOG.info("building TensorRT %s engine from %s on cuda:%d (this takes minutes)", precision,
+             onnx_path, device_index)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise SynergyError(f"TensorRT failed to build an engine from {onnx_path} (see the "
@@ -207,37 +266,66 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
                            f"{_FALLBACK}")
     data = bytes(serialized)
     engine = trt.Runtime(logger).deserialize_cuda_engine(data)
-    return data, {"meta": meta.to_dict(), "io": engine_io(engine), "onnx": str(onnx_path)}
+    extra = {"meta": meta.to_dict(), "io": engine_io(engine), "onnx": str(onnx_path)}
+    if calibration is not None:
+        extra["calibration"] = calibration.to_dict()
+    return data, extra
 
 
-def engine_for_onnx(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike,
-                    precision: str = "fp32", device: str = "cuda",
-                    engine_path: str | os.PathLike | None = None,
-                    calib_images: str | None = None,
-                    workspace_gb: float = DEFAULT_WORKSPACE_GB,
-                    input_size: Sequence[int] | None = None) -> tuple[Path, dict, bool]:
-    """The cached engine for ``onnx_path`` on this GPU/TensorRT (built if missing or stale).
+def plan_engine(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, precision: str,
+                tensorrt_version: str, gpu: tuple[str, str],
+                engine_path: str | os.PathLike | None = None,
+                calib_images: str | os.PathLike | None = None,
+                max_calib_images: int = DEFAULT_MAX_CALIB_IMAGES,
+                input_size: Sequence[int] | None = None
+                ) -> tuple[EngineKey, Path, Calibration | None]:
+    """(engine key, engine file, INT8 calibration or None) for building ``onnx_path`` with
+    TensorRT ``tensorrt_version`` on ``gpu`` = (name, compute capability).
 
-    Returns (engine path, sidecar record, built now). ``engine_path`` overrides the cache
-    file name (``synergy export --output``); its sidecar still records the full key.
+    Plain Python (reads the ONNX file, hashes the calibration images), so it runs anywhere.
     ``input_size`` (h, w) pixels, when given, must be the ONNX file's exported size.
     """
-    trt = require_tensorrt()
     _, input_shape = onnx_interface(onnx_path)
     if input_size is not None and tuple(input_size) != tuple(input_shape[2:]):
         raise SynergyError(f"{onnx_path} was exported for {input_shape[2]}x{input_shape[3]} "
                            f"(HxW), not {input_size[0]}x{input_size[1]}; re-export with "
                            "--height/--width")
-    gpu_name, capability = gpu_identity(device)
+    if calib_images is not None and precision != "int8":
+        raise SynergyError("--calib-images applies to INT8 only; add --int8 or drop it")
     onnx_sha = file_sha256(onnx_path)
-    key = EngineKey(onnx_sha256=onnx_sha, tensorrt_version=trt.__version__,
-                    gpu_name=gpu_name, compute_capability=capability, precision=precision,
-                    input_shape=tuple(input_shape))
+    calibration = (calibration_for(cache_dir, onnx_path, onnx_sha, calib_images,
+                                   max_calib_images) if precision == "int8" else None)
+    key = EngineKey(onnx_sha256=onnx_sha, tensorrt_version=tensorrt_version,
+                    gpu_name=gpu[0], compute_capability=gpu[1], precision=precision,
+                    input_shape=tuple(input_shape),
+                    calibration=calibration.digest if calibration else None)
     target = Path(engine_path) if engine_path else engine_cache_path(cache_dir, onnx_path, key)
-    calib_cache = Path(cache_dir) / f"{Path(onnx_path).stem}.{onnx_sha[:16]}.int8.calib"
+    return key, target, calibration
+
+
+def engine_for_onnx(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike,
+                    precision: str = "fp32", device: str = "cuda",
+                    engine_path: str | os.PathLike | None = None,
+                    calib_images: str | os.PathLike | None = None,
+                    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+                    input_size: Sequence[int] | None = None,
+                    max_calib_images: int = DEFAULT_MAX_CALIB_IMAGES
+                    ) -> tuple[Path, dict, bool]:
+    """The cached engine for ``onnx_path`` on this GPU/TensorRT (built if missing or stale).
+
+    Returns (engine path, sidecar record, built now). ``engine_path`` overrides the cache
+    file name (``synergy export --output``); its sidecar still records the full key. INT8
+    engines are keyed by their calibration images (:func:`plan_engine`).
+    """
+    require_tensorrt()
+    import tensorrt as trt
+
+    key, target, calibration = plan_engine(
+        onnx_path, cache_dir, precision, trt.__version__, gpu_identity(device), engine_path,
+        calib_images, max_calib_images, input_size)
 
     def build() -> tuple[bytes, dict]:
-        return build_engine(onnx_path, precision, workspace_gb, calib_images, calib_cache)
+        return build_engine(onnx_path, precision, workspace_gb, calibration, device=device)
 
     result = cached_build(target, key.to_dict(), build, what="TensorRT engine")
     return result.path, result.record, result.built
@@ -245,7 +333,9 @@ def engine_for_onnx(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike,
 
 def check_engine_file(engine_path: str | os.PathLike, device: str = "cuda") -> dict:
     """Validate an explicit ``.engine`` and its sidecar for this machine; returns the record."""
-    trt = require_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
     path = Path(engine_path)
     rebuild = ("rebuild it on this machine with `synergy export --checkpoint MODEL --format "
                f"engine --build-only`, or {_FALLBACK} and the .onnx/.pt")
@@ -265,20 +355,25 @@ class TensorRTPredictor(Predictor):
 
     Args:
         engine_path: the ``.engine`` file; ``record`` its sidecar record (meta, I/O, key).
-        device: ``cuda`` or ``cuda:N``.
+        device: ``cuda`` or ``cuda:N`` (:mod:`synergy_ros.runtime.device`).
         output_resolution, with_attention: see :class:`Predictor`.
+
+    One inference at a time (the buffers are shared); :meth:`close` waits for a running one
+    instead of freeing its buffers under it.
     """
 
     backend_name = "tensorrt"
 
     def __init__(self, engine_path: str | os.PathLike, record: dict, device: str = "cuda",
                  output_resolution: str = "input", with_attention: bool = False) -> None:
+        import tensorrt as trt
         import torch
 
-        trt = require_tensorrt()
+        require_tensorrt()
         path = Path(engine_path)
         meta = ModelMeta.from_dict(record.get("meta"), source=str(sidecar_path(path)))
-        torch.cuda.set_device(torch.device(device))
+        index = use_cuda_device(device)
+        cuda = torch.device("cuda", index)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
@@ -287,70 +382,99 @@ class TensorRTPredictor(Predictor):
                                "above); rebuild it with `synergy export --format engine "
                                f"--build-only`, or {_FALLBACK}")
         io_spec = engine_io(engine)
-        image_shape = io_spec.get(INPUT_NAME, {}).get("shape", [0, 0, 0, 0])
+        problems = engine_interface_problems(io_spec, record, with_attention)
+        if problems:
+            raise SynergyError(f"{path} does not have the synergy_ros interface: "
+                               f"{'; '.join(problems)}; rebuild it from the model's ONNX")
+        image_shape = io_spec[INPUT_NAME]["shape"]
         dynamic = image_shape[0] == -1
         if dynamic:
             max_batch = int(engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
         else:
             max_batch = int(image_shape[0])
-        expected = graph_io_spec(image_shape[2:], -1 if dynamic else max_batch, with_attention)
-        problems = io_problems(io_spec, expected)
-        recorded = record.get("io")
-        if recorded and recorded != io_spec:
-            problems.append(f"engine I/O {io_spec} differs from its sidecar {recorded}")
-        if problems:
-            raise SynergyError(f"{path} does not have the synergy_ros interface: "
-                               f"{'; '.join(problems)}; rebuild it from the model's ONNX")
         super().__init__(meta, input_size=image_shape[2:], output_resolution=output_resolution,
                          with_attention=with_attention, max_batch=max_batch)
-        self.device = device
+        self.device = str(cuda)
         self.precision = (record.get("key") or {}).get("precision", "fp32")
         self.model_path = str(path)
-        self._engine = engine
-        self._context = engine.create_execution_context()
+        self._engine: trt.ICudaEngine | None = engine
+        self._context: trt.IExecutionContext | None = engine.create_execution_context()
         self._dynamic = dynamic
         self._lock = threading.Lock()  # the buffers are shared: one inference at a time
-        self._stream = torch.cuda.Stream(device=torch.device(device))
+        self._closed = False
+        self._stream = torch.cuda.Stream(device=cuda)
         torch_dtypes = {"float32": torch.float32, "float16": torch.float16,
                         "int32": torch.int32, "int8": torch.int8, "bool": torch.bool,
                         "uint8": torch.uint8, "int64": torch.int64}
-        self._device_buffers, self._host_buffers, self._outputs = {}, {}, []
+        self._device_buffers: dict = {}
+        self._host_buffers: dict = {}
+        self._outputs: list[str] = []
         for name, spec in io_spec.items():
-            shape = [max_batch if d == -1 and i == 0 else d for i, d in enumerate(spec["shape"])]
+            shape = buffer_shape(spec["shape"], max_batch)
             if dynamic and spec["mode"] == "input":
                 self._context.set_input_shape(name, shape)
             if -1 in shape:
-                shape = list(self._context.get_tensor_shape(name))
+                shape = dims_list(self._context.get_tensor_shape(name))
             dtype = torch_dtypes[spec["dtype"]]
-            self._device_buffers[name] = torch.empty(shape, dtype=dtype, device=device)
+            self._device_buffers[name] = torch.empty(shape, dtype=dtype, device=cuda)
             self._host_buffers[name] = torch.empty(shape, dtype=dtype, pin_memory=True)
             self._context.set_tensor_address(name, self._device_buffers[name].data_ptr())
             if spec["mode"] == "output":
                 self._outputs.append(name)
 
     def infer(self, batch: np.ndarray) -> RawOutput:
-        """Copy in, ``execute_async_v3`` on this predictor's stream, copy out, synchronise."""
+        """Copy in, ``execute_async_v3`` on this predictor's stream, copy out, synchronise.
+
+        SynergyError after :meth:`close`.
+        """
         import torch
 
         count = batch.shape[0]
-        with self._lock, torch.cuda.stream(self._stream):
-            host_in = self._host_buffers[INPUT_NAME]
-            host_in[:count].numpy()[...] = batch
-            self._device_buffers[INPUT_NAME][:count].copy_(host_in[:count], non_blocking=True)
-            if self._dynamic:
-                self._context.set_input_shape(INPUT_NAME, tuple(batch.shape))
-            if not self._context.execute_async_v3(self._stream.cuda_stream):
-                raise SynergyError(f"TensorRT execution failed for {self.model_path}")
-            for name in self._outputs:
-                self._host_buffers[name][:count].copy_(self._device_buffers[name][:count],
-                                                       non_blocking=True)
-            self._stream.synchronize()
-            out = {name: self._host_buffers[name][:count].numpy().copy()
-                   for name in self._outputs}
+        with self._lock:
+            context = self._context
+            if self._closed or context is None:
+                raise SynergyError(f"the TensorRT predictor for {self.model_path} is closed; "
+                                   "load the model again")
+            try:
+                with torch.cuda.stream(self._stream):
+                    host_in = self._host_buffers[INPUT_NAME]
+                    host_in[:count].numpy()[...] = batch
+                    self._device_buffers[INPUT_NAME][:count].copy_(host_in[:count],
+                                                                   non_blocking=True)
+                    if self._dynamic:
+                        context.set_input_shape(INPUT_NAME, tuple(batch.shape))
+                    if not context.execute_async_v3(self._stream.cuda_stream):
+                        raise SynergyError(f"TensorRT execution failed for {self.model_path}")
+                    for name in self._outputs:
+                        self._host_buffers[name][:count].copy_(
+                            self._device_buffers[name][:count], non_blocking=True)
+                    self._stream.synchronize()
+                    out = {name: self._host_buffers[name][:count].numpy().copy()
+                           for name in self._outputs}
+            finally:
+                if self._closed:  # close() gave up waiting for this run: free after it
+                    self._release()
         return RawOutput(out["depth"], out["labels"], out.get("attention"))
 
-    def close(self) -> None:
-        """Free the execution context, engine and CUDA buffers."""
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Free the execution context, engine and CUDA buffers once no inference runs.
+
+        Waits up to ``timeout_s`` seconds for a running :meth:`infer`; if it is still running
+        then, that inference frees them when it ends (never while the GPU uses them). Later
+        :meth:`infer` calls raise SynergyError.
+        """
+        self._closed = True  # refuse new inferences from now on
+        if not self._lock.acquire(timeout=timeout_s):
+            LOG.warning("TensorRT inference still running %.0f s after close(); its buffers are "
+                        "freed when it ends", timeout_s)
+            return
+        try:
+            self._release()
+        finally:
+            self._lock.release()
+
+    def _release(self) -> None:
+        """Drop the context, engine and buffers (callers hold ``self._lock``)."""
         self._context = None
         self._engine = None
         self._device_buffers.clear()

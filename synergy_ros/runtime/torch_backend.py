@@ -9,6 +9,7 @@ import torch
 
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.runtime.base import Predictor
+from synergy_ros.runtime.device import torch_device
 from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.torch_graph import DeployGraph, build_from_model_file
 
@@ -18,7 +19,7 @@ class TorchPredictor(Predictor):
 
     Args:
         model_path: model file or training checkpoint (``synergy_ros.core.modelfile``).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:mod:`synergy_ros.runtime.device`).
         precision: ``"fp32"``, or ``"fp16"`` (CUDA only: CPU half convolutions are slower).
         num_threads: torch intra-op threads (None: leave torch's setting).
         input_size, output_resolution, with_attention: see :class:`Predictor`.
@@ -33,10 +34,8 @@ class TorchPredictor(Predictor):
         if precision not in ("fp32", "fp16"):
             raise SynergyError(f"the torch backend runs fp32 or fp16, not {precision!r}; "
                                "int8 needs --backend tensorrt")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise SynergyError(f"device {device!r} requested but torch sees no CUDA GPU; "
-                               "pass --device cpu")
-        if precision == "fp16" and not device.startswith("cuda"):
+        target = torch_device(device)  # cuda[:N] checked to exist; auto picks
+        if precision == "fp16" and target.type != "cuda":
             raise SynergyError("fp16 with the torch backend needs a CUDA device; use fp32 on "
                                "CPU")
         if num_threads:
@@ -44,10 +43,11 @@ class TorchPredictor(Predictor):
         net, meta = build_from_model_file(model_path)
         super().__init__(meta, input_size=input_size, output_resolution=output_resolution,
                          with_attention=with_attention, max_batch=None)
-        self.device = device
+        self.device = str(target)
         self.precision = precision
         self.model_path = str(model_path)
-        net = net.to(device)
+        self._target = target
+        net = net.to(target)
         if precision == "fp16":
             net = net.half()
         self._graph = DeployGraph(net, with_attention=with_attention).eval()
@@ -55,7 +55,7 @@ class TorchPredictor(Predictor):
     def infer(self, batch: np.ndarray) -> RawOutput:
         """Run the network on a (B, 3, h, w) float32 batch."""
         with torch.inference_mode():
-            image = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            image = torch.from_numpy(batch).to(self._target, non_blocking=True)
             outputs = self._graph(image)
             arrays = [t.cpu().numpy() for t in outputs]
         return RawOutput(arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else None)
@@ -63,5 +63,5 @@ class TorchPredictor(Predictor):
     def close(self) -> None:
         """Drop the network (frees GPU memory when on CUDA)."""
         self._graph = None
-        if self.device.startswith("cuda"):
+        if self._target.type == "cuda":
             torch.cuda.empty_cache()
