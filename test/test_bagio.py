@@ -1,5 +1,6 @@
 """rosbag2 I/O: real MCAP and sqlite3 bags written with rclpy messages and read back."""
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +135,18 @@ def _mcap_chunk_records(data: bytes) -> list[int]:
             break
         pos += 9 + length
     return offsets
+
+
+def break_last_mcap_chunk(bag) -> None:
+    """Give a record of the bag's last MCAP chunk an absurd length (a bag broken part-way).
+
+    The bag must hold at least two chunks (rosbags writes one per MiB of messages)."""
+    mcap = next(Path(bag).glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    chunks = _mcap_chunk_records(bytes(data))
+    assert len(chunks) >= 2, "write more than 1 MiB of messages so the bag has 2 chunks"
+    data[chunks[-1] + 1:chunks[-1] + 9] = b"\xff" * 8
+    mcap.write_bytes(bytes(data))
 
 
 def test_damaged_mcap_record_is_an_error_not_a_short_read(tmp_path):

@@ -157,15 +157,10 @@ def test_a_ros1_conversion_error_is_skipped_and_counted(tmp_path):
 
 
 def test_a_bag_that_breaks_part_way_keeps_the_frames_before(tmp_path, capsys):
-    from test_bagio import _mcap_chunk_records  # MCAP record walker of the bagio tests
+    from test_bagio import break_last_mcap_chunk
 
     bag = _rgbd_bag(tmp_path / "bag", 80, size=(48, 64))  # > 1 MiB: 2 MCAP chunks
-    mcap = next(bag.glob("*.mcap"))
-    data = bytearray(mcap.read_bytes())
-    chunks = _mcap_chunk_records(bytes(data))
-    assert len(chunks) >= 2
-    data[chunks[-1] + 1:chunks[-1] + 9] = b"\xff" * 8  # absurd record length in the last chunk
-    mcap.write_bytes(bytes(data))
+    break_last_mcap_chunk(bag)
     dataset = BagDataset(bag, "/rgb", "/depth", cache_dir=tmp_path / "c", show_progress=False)
     assert 0 < len(dataset) < 80
     assert [int(dataset.load(i)["image"][0, 0, 0]) for i in range(len(dataset))] == list(

@@ -226,15 +226,10 @@ def test_truncated_bag_is_a_clear_error(tmp_path, capsys):
 
 
 def test_corrupt_bag_keeps_partial_results_and_fails(tmp_path, capsys):
-    from test_bagio import _mcap_chunk_records  # MCAP record walker of the bagio tests
+    from test_bagio import break_last_mcap_chunk
 
     bag = write_bag(tmp_path / "bag", frames=160)  # > 1 MiB: rosbags writes 2 MCAP chunks
-    mcap = next(bag.glob("*.mcap"))
-    data = bytearray(mcap.read_bytes())
-    chunks = _mcap_chunk_records(bytes(data))
-    assert len(chunks) >= 2
-    data[chunks[-1] + 1:chunks[-1] + 9] = b"\xff" * 8  # absurd record length in the last chunk
-    mcap.write_bytes(bytes(data))
+    break_last_mcap_chunk(bag)
     out = tmp_path / "out"
     code = cli_main(["evaluate", "--bag", str(bag), "--gt-topic", "/camera/depth_gt",
                      "--pred-topic", "/synergy/depth", "--json", str(out / "m.json"),
