@@ -49,6 +49,7 @@ INPUT_TOPICS = {"/camera/image_raw": "sensor_msgs/msg/Image",
                 "/camera/semantic_gt": "sensor_msgs/msg/Image"}
 OUTPUT_TOPICS = {f"{NAMESPACE}/depth": "sensor_msgs/msg/Image",
                  f"{NAMESPACE}/depth/camera_info": "sensor_msgs/msg/CameraInfo",
+                 f"{NAMESPACE}/camera_info": "sensor_msgs/msg/CameraInfo",
                  f"{NAMESPACE}/semantic": "sensor_msgs/msg/Image",
                  f"{NAMESPACE}/semantic_color": "sensor_msgs/msg/Image",
                  f"{NAMESPACE}/points": "sensor_msgs/msg/PointCloud2"}
@@ -244,7 +245,7 @@ def node_command(model: Path, cache_dir: Path) -> list[str]:
     """
     return [sys.executable, "-m", "synergy_ros.ros.node", "--ros-args",
             "-r", f"__ns:={NAMESPACE}",
-            "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
+            "-r", "image:=/camera/image_raw",  # camera_info: beside it, /camera/camera_info
             "-p", f"model:={model}", "-p", "qos_reliability:=reliable",
             "-p", "device:=cpu", "-p", f"engine_cache_dir:={cache_dir.resolve()}"]
 

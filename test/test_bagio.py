@@ -10,6 +10,9 @@ from std_msgs.msg import Header, String
 from synergy_ros import bagio
 from synergy_ros.errors import SynergyError
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 STORAGES = ["mcap", "sqlite3"]
 
 

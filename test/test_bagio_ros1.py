@@ -13,6 +13,9 @@ from synergy_ros.demo import build_untrained_model
 from synergy_ros.errors import SynergyError
 from synergy_ros.evaluate import EvaluateOptions, evaluate
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 FRAMES = 3
 
 

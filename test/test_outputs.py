@@ -15,6 +15,9 @@ from synergy_ros.ros.outputs import (OUTPUT_TOPICS, depth_to_millimetres,  # noq
                                      prediction_messages, sibling_topic)
 from synergy_ros.ros.pointcloud import pointcloud2_to_array  # noqa: E402
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 
 def test_palette_lut_pads_and_truncates_to_the_class_count():
     np.testing.assert_array_equal(palette_lut([(1, 2, 3)], 3), [[1, 2, 3], [0, 0, 0], [0, 0, 0]])
