@@ -7,12 +7,12 @@ The steps, all on this machine's CPU with DDS on loopback:
    ``/camera/semantic_gt`` mono8) to ``<output>/input_bag``;
 2. start the real node as users run it, ``synergy_node`` in a subprocess (its own process: a
    crash or a GIL-heavy model cannot stall the player, and its log goes to
-   ``<output>/node.log``), in namespace ``/synergy`` with ``image``/``camera_info`` remapped
-   to the camera topics and reliable input QoS;
+   ``<output>/node.log``), in namespace ``/synergy`` with ``image`` remapped to the camera
+   topic (camera_info is read beside it) and reliable input QoS;
 3. play the bag with :class:`synergy_ros.replay.Player` (reliable QoS) in lockstep: a frame's
-   image is published only once the node has answered the previous one on all five outputs
+   image is published only once the node has answered the previous one on all six outputs
    (so the node never has to drop a frame), while a recorder on the same rclpy node
-   subscribes to the four input and five output topics and writes them, as received, to
+   subscribes to the four input and six output topics and writes them, as received, to
    ``<output>/bag`` (MCAP, receive time as bag time, like ``ros2 bag record``);
 4. evaluate that bag in prediction mode (:mod:`synergy_ros.evaluate`) into ``metrics.json``,
    ``report.md``, PNGs (including ``demo_strip.png``: input | depth | semantic | cloud) and

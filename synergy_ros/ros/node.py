@@ -1,7 +1,8 @@
 """The synergy ROS 2 node: camera image in; depth, semantic mask and PointCloud2 out.
 
 ``ros2 run synergy_ros synergy_node --ros-args --params-file config/synergy.yaml
--r image:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info``
+-r __ns:=/synergy -r image:=/camera/color/image_raw`` (camera_info is read beside the image,
+as image_transport does; without ``model`` the bundled demo model runs)
 
 Topics (relative, remappable) and parameters: docs/node.md and synergy_ros.ros.params.
 The executor thread only converts and hands frames to a :class:`FrameWorker`; inference and
