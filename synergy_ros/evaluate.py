@@ -531,7 +531,7 @@ class Evaluator:
         self._writer = BagWriter(self.options.output_bag, storage="mcap").open()
 
     def _prediction_messages(self, image_msg, job: "_Job") -> dict:
-        """The node's depth, semantic, semantic_color, depth/camera_info and points messages."""
+        """The node's depth, semantic, semantic_color, camera_info (+ depth/) and points."""
         from synergy_ros.ros.conversions import camera_info_to_intrinsics
         from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 
@@ -542,7 +542,7 @@ class Evaluator:
         elif not self._warned_no_camera_info:  # a repeat from a second thread is harmless
             self._warned_no_camera_info = True
             self.notes.append("no camera_info seen before the images: the output bag has no "
-                              "points or depth/camera_info (give --camera-info-topic)")
+                              "points or camera_info (give --camera-info-topic)")
         wanted = [key for key in OUTPUT_TOPICS if key != "attention"]
         messages = prediction_messages(job.prediction, job.rgb, camera, image_msg.header,
                                        self._output_palette, wanted)
