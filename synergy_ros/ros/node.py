@@ -247,13 +247,13 @@ class SynergyPipeline:
             num_threads=s["num_threads"] or None)
 
     # ---- parameter changes (ros2 param set / load, Node.set_parameters) -----------------
-    def set_parameters(self, parameter_list):
+    def set_parameters(self, parameter_list: list) -> list:
         """rclpy's ``Node.set_parameters``, then apply the stored values to the pipeline."""
         results = super().set_parameters(parameter_list)
         self._apply_parameters()
         return results
 
-    def set_parameters_atomically(self, parameter_list):
+    def set_parameters_atomically(self, parameter_list: list) -> Any:
         """rclpy's ``Node.set_parameters_atomically`` (what the parameter services call on
         every distribution), then apply the stored values to the pipeline."""
         result = super().set_parameters_atomically(parameter_list)
