@@ -7,12 +7,12 @@ The steps, all on this machine's CPU with DDS on loopback:
    ``/camera/semantic_gt`` mono8) to ``<output>/input_bag``;
 2. start the real node as users run it, ``synergy_node`` in a subprocess (its own process: a
    crash or a GIL-heavy model cannot stall the player, and its log goes to
-   ``<output>/node.log``), in namespace ``/synergy`` with ``image``/``camera_info`` remapped
-   to the camera topics and reliable input QoS;
+   ``<output>/node.log``), in namespace ``/synergy`` with ``image`` remapped to the camera
+   topic (camera_info is read beside it) and reliable input QoS;
 3. play the bag with :class:`synergy_ros.bags.player.Player` (reliable QoS) in lockstep: a frame's
-   image is published only once the node has answered the previous one on all five outputs
+   image is published only once the node has answered the previous one on all six outputs
    (so the node never has to drop a frame), while a recorder on the same rclpy node
-   subscribes to the four input and five output topics and writes them, as received, to
+   subscribes to the four input and six output topics and writes them, as received, to
    ``<output>/bag`` (MCAP, receive time as bag time, like ``ros2 bag record``);
 4. evaluate that bag in prediction mode (:mod:`synergy_ros.evaluation.evaluator`) into
 ``metrics.json``,
@@ -63,6 +63,7 @@ INPUT_TOPICS = {"/camera/image_raw": "sensor_msgs/msg/Image",
                 "/camera/semantic_gt": "sensor_msgs/msg/Image"}
 RECORDED_OUTPUTS = {f"{NAMESPACE}/depth": "sensor_msgs/msg/Image",
                     f"{NAMESPACE}/depth/camera_info": "sensor_msgs/msg/CameraInfo",
+                    f"{NAMESPACE}/camera_info": "sensor_msgs/msg/CameraInfo",
                     f"{NAMESPACE}/semantic": "sensor_msgs/msg/Image",
                     f"{NAMESPACE}/semantic_color": "sensor_msgs/msg/Image",
                     f"{NAMESPACE}/points": "sensor_msgs/msg/PointCloud2"}
@@ -254,7 +255,7 @@ def node_command(model: Path, cache_dir: Path) -> list[str]:
     """
     return [sys.executable, "-m", "synergy_ros.ros.node", "--ros-args",
             "-r", f"__ns:={NAMESPACE}",
-            "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
+            "-r", "image:=/camera/image_raw",  # camera_info: beside it, /camera/camera_info
             "-p", f"model:={model}", "-p", "qos_reliability:=reliable",
             "-p", "device:=cpu", "-p", f"engine_cache_dir:={cache_dir.resolve()}"]
 

@@ -12,6 +12,9 @@ from synergy_ros.bags import bagio
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.ros import message_types
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 STORAGES = ["mcap", "sqlite3"]
 
 

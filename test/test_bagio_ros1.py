@@ -13,6 +13,9 @@ from synergy_ros.data.synthetic import write_synthetic_bag
 from synergy_ros.demo_pipeline import build_untrained_model
 from synergy_ros.evaluation.evaluator import EvaluateOptions, evaluate
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 FRAMES = 3
 
 

@@ -13,6 +13,9 @@ from std_msgs.msg import Header  # noqa: E402
 
 from synergy_ros.ros import conversions as conv  # noqa: E402
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 RNG = np.random.default_rng(7)
 
 # encoding -> (dtype, channels) examples the node and the other modules use

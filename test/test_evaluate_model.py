@@ -61,6 +61,7 @@ def test_model_mode_scores_the_predictor_and_writes_an_output_bag(setup):
         "/synergy/semantic": "sensor_msgs/msg/Image",
         "/synergy/semantic_color": "sensor_msgs/msg/Image",
         "/synergy/depth/camera_info": "sensor_msgs/msg/CameraInfo",
+        "/synergy/camera_info": "sensor_msgs/msg/CameraInfo",  # beside the images, as the node
         "/synergy/points": "sensor_msgs/msg/PointCloud2"}
     image_stamps = [m.message.header.stamp for m in iter_messages(bag, ["/camera/image_raw"])]
     for topic in bag_topics(out_bag):

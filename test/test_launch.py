@@ -39,7 +39,6 @@ def generate_test_description():
     include = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(ROOT / "launch" / "synergy.launch.py")),
         launch_arguments={"image": f"/{NAMESPACE}_cam/image_raw",
-                          "camera_info": f"/{NAMESPACE}_cam/camera_info",
                           "namespace": NAMESPACE, "model": str(model), "backend": "torch",
                           "params_file": str(ROOT / "config" / "synergy.yaml"),
                           "rviz": "false"}.items())
@@ -55,6 +54,8 @@ class TestSynergyLaunch(unittest.TestCase):
         try:
             harness.record(Image, f"/{NAMESPACE}/depth")
             harness.record(PointCloud2, f"/{NAMESPACE}/points")
+            # beside the images (image_transport's rule); the input is read beside the image
+            harness.record(CameraInfo, f"/{NAMESPACE}/camera_info")
             image_pub = harness.publisher(Image, f"/{NAMESPACE}_cam/image_raw")
             info_pub = harness.publisher(CameraInfo, f"/{NAMESPACE}_cam/camera_info")
             k = PinholeIntrinsics.from_fov(1.2, 80, 60)
@@ -65,9 +66,10 @@ class TestSynergyLaunch(unittest.TestCase):
                 image_pub.publish(frame)
 
             ok = harness.wait_for(lambda: harness.messages(f"/{NAMESPACE}/depth")
-                                  and harness.messages(f"/{NAMESPACE}/points"), 60.0,
+                                  and harness.messages(f"/{NAMESPACE}/points")
+                                  and harness.messages(f"/{NAMESPACE}/camera_info"), 60.0,
                                   during=send, every=0.2)
-            self.assertTrue(ok, "no depth/points from the launched node")
+            self.assertTrue(ok, "no depth/points/camera_info from the launched node")
         finally:
             harness.close()
 

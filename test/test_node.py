@@ -2,6 +2,7 @@
 import itertools
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -378,8 +379,28 @@ def test_missing_model_raises_synergy_error(harness, tmp_path):
 
     with pytest.raises(SynergyError, match="does not exist"):
         start_node(harness, tmp_path / "nope.pt")
-    with pytest.raises(SynergyError, match="'model' is empty"):
+
+
+def test_empty_model_without_a_bundled_model_names_the_places_searched(
+        harness, tmp_path, monkeypatch):
+    from synergy_ros.core.errors import SynergyError
+    from synergy_ros.ros import node as node_module
+
+    places = [tmp_path / "share" / "models" / "synergy_demo_r18.pt",
+              tmp_path / "checkout" / "models" / "synergy_demo_r18.pt"]
+    monkeypatch.setattr(node_module, "bundled_model_candidates", lambda: places)
+    with pytest.raises(SynergyError, match="'model' is empty and the bundled model was not "
+                                           "found") as info:
         start_node(harness, "")
+    assert all(str(place) in str(info.value) for place in places)
+
+
+def test_bundled_model_is_looked_for_beside_the_package_in_a_checkout():
+    from synergy_ros.ros.node import bundled_model, bundled_model_candidates
+
+    checkout = Path(__file__).resolve().parents[1] / "models" / "synergy_demo_r18.pt"
+    assert checkout in [path.resolve() for path in bundled_model_candidates()]
+    assert bundled_model().is_file() and bundled_model().name == checkout.name
 
 
 def test_back_projection_helper_agrees_with_geometry():

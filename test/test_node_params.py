@@ -7,6 +7,9 @@ import yaml
 
 from synergy_ros.ros import params
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -120,10 +120,35 @@ def test_missing_model_exits_nonzero_with_one_line(tmp_path):
     assert_one_line_failure(result, str(missing), "does not exist")
 
 
-def test_empty_model_parameter_exits_with_one_line():
-    result = subprocess.run(node_command("--params-file", str(PARAMS_FILE)), env=run_env(),
-                            capture_output=True, text=True, timeout=60)
-    assert_one_line_failure(result, "'model' is empty")
+def test_bare_node_without_model_runs_the_bundled_model_and_says_so():
+    """No ``model`` parameter (the params file leaves it empty): the bundled demo model runs."""
+    namespace = f"/proc_bare_{os.getpid()}"
+    process = subprocess.Popen(
+        node_command("--params-file", str(PARAMS_FILE), "-p", "backend:=torch", "-p",
+                     "num_threads:=1", "-r", f"__ns:={namespace}"),
+        env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    harness = RosHarness(namespace)
+    try:
+        harness.record(Image, "depth")
+        image_pub = harness.publisher(Image, "image")
+        rgb = np.random.default_rng(1).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+        ok = harness.wait_for(lambda: harness.messages("depth") or process.poll() is not None,
+                              60.0, during=lambda: image_pub.publish(camera_frame(rgb, 7)),
+                              every=0.2)
+        assert process.poll() is None, process.communicate()[0]
+        assert ok, "no depth from the bare node"
+        depth = harness.messages("depth")[0]
+        assert (depth.height, depth.width) == (96, 128)  # the bundled model's input size
+    finally:
+        harness.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output[-2000:]
+    bundled = str(ROOT / "models" / "synergy_demo_r18.pt")
+    lines = [line for line in output.splitlines() if "running the bundled demo model" in line]
+    assert lines and bundled in lines[0], output[-2000:]
+    assert any(f"model {bundled}" in line for line in output.splitlines()), output[-2000:]
 
 
 def test_corrupt_model_file_exits_with_one_line(tmp_path):

@@ -6,6 +6,9 @@ import pytest
 
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 
 def _blocking_worker(policy):
     release, started, seen = threading.Event(), threading.Event(), []

@@ -11,8 +11,12 @@ from std_msgs.msg import Header  # noqa: E402
 from synergy_ros.core.geometry import PinholeIntrinsics  # noqa: E402
 from synergy_ros.core.labels import palette_lut  # noqa: E402
 from synergy_ros.ros.conversions import image_to_array  # noqa: E402
-from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages  # noqa: E402
+from synergy_ros.ros.outputs import (OUTPUT_TOPICS, depth_to_millimetres,  # noqa: E402
+                                     prediction_messages, sibling_topic)
 from synergy_ros.ros.pointcloud import pointcloud2_to_array  # noqa: E402
+
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
 
 
 def test_palette_lut_pads_and_truncates_to_the_class_count():
@@ -37,7 +41,9 @@ def test_messages_follow_wanted_camera_and_settings():
     out = dict(prediction_messages(prediction, rgb, camera, header, palette, everything,
                                    depth_encoding="16UC1", semantic_blend=0.5,
                                    cloud_decimation=2))
-    assert list(out) == ["depth", "depth_info", "semantic", "semantic_color", "points"]
+    assert list(out) == ["depth", "depth_info", "camera_info", "semantic", "semantic_color",
+                         "points"]
+    assert out["camera_info"] is out["depth_info"]  # one CameraInfo, beside the images too
     millimetres = image_to_array(out["depth"])
     assert out["depth"].encoding == "16UC1" and millimetres[0, 0] == 0
     assert millimetres[1, 1] == 2000
@@ -47,3 +53,30 @@ def test_messages_follow_wanted_camera_and_settings():
     cloud = pointcloud2_to_array(out["points"])
     assert cloud.shape == (3, 4) and np.isnan(cloud["z"][0, 0]) and cloud["z"][1, 1] == 2.0
     assert all(msg.header.frame_id == "cam" for msg in out.values())
+
+
+def test_16uc1_depth_beyond_65_535_m_is_invalid_zero_not_saturated():
+    """REP 118: 0 is invalid in 16UC1; an outdoor 80 m must not read as a valid 65.535 m."""
+    metres = np.array([[0.5, 65.535, 65.6, 80.0],
+                       [np.nan, -1.0, np.inf, 0.0004]], np.float32)
+    prediction = SimpleNamespace(depth=metres, labels=np.zeros((2, 4), np.uint8),
+                                 attention=None)
+    out = dict(prediction_messages(prediction, np.zeros((2, 4, 3), np.uint8), None,
+                                   Header(frame_id="cam"), palette_lut([], 1), ["depth"],
+                                   depth_encoding="16UC1"))
+    millimetres = image_to_array(out["depth"])
+    assert out["depth"].encoding == "16UC1" and millimetres.dtype == np.uint16
+    np.testing.assert_array_equal(millimetres, [[500, 65535, 0, 0], [0, 0, 0, 0]])
+    assert depth_to_millimetres(np.float32([[65.5354]]))[0, 0] == 65535
+
+
+@pytest.mark.parametrize("topic,sibling", [("/synergy/depth", "/synergy/camera_info"),
+                                           ("/depth", "/camera_info"),
+                                           ("/a/b/image_raw", "/a/b/camera_info")])
+def test_sibling_topic_is_image_transports_camera_info_rule(topic, sibling):
+    assert sibling_topic(topic, "camera_info") == sibling
+
+
+def test_sibling_topic_needs_a_resolved_name():
+    with pytest.raises(ValueError, match="fully qualified"):
+        sibling_topic("depth", "camera_info")

@@ -13,6 +13,9 @@ from std_msgs.msg import Header  # noqa: E402
 
 from synergy_ros.ros import pointcloud as pc  # noqa: E402
 
+# ROS 2 message classes / serialization: run on Kilted and Jazzy (make test)
+pytestmark = pytest.mark.ros
+
 RNG = np.random.default_rng(3)
 K = PinholeIntrinsics(fx=52.0, fy=48.0, cx=15.3, cy=11.7, width=32, height=24)
 

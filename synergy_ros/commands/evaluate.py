@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--samples", type=int, default=3, help="PNG frames to write (default 3)")
     out.add_argument("--output-bag", type=Path, metavar="DIR",
                      help="model mode: write predictions (depth, semantic, semantic_color, "
-                          "points, depth/camera_info) as a new MCAP bag")
+                          "points, camera_info, depth/camera_info) as a new MCAP bag")
     out.add_argument("--output-prefix", default="/synergy",
                      help="topic prefix in --output-bag (default /synergy)")
     out.add_argument("--max-frames", type=int, help="stop after N frames")

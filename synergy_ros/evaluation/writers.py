@@ -108,8 +108,8 @@ class EvaluationWriters:
         self.samples.append((index, name))  # list.append is atomic across threads
 
     def prediction_messages(self, prediction, rgb: np.ndarray, header, camera_info) -> dict:
-        """The node's depth, semantic, semantic_color, depth/camera_info and points messages
-        for one frame, keyed by their ``--output-prefix`` topic."""
+        """The node's depth, semantic, semantic_color, camera_info (+ depth/camera_info) and
+        points messages for one frame, keyed by their ``--output-prefix`` topic."""
         prefix = self.options.output_prefix.rstrip("/")
         camera = None
         if camera_info is not None:
@@ -117,7 +117,7 @@ class EvaluationWriters:
         elif not self._warned_no_camera_info:  # a repeat from a second thread is harmless
             self._warned_no_camera_info = True
             self.notes.append("no camera_info seen before the images: the output bag has no "
-                              "points or depth/camera_info (give --camera-info-topic)")
+                              "points or camera_info (give --camera-info-topic)")
         wanted = [key for key in OUTPUT_TOPICS if key != "attention"]
         messages = prediction_messages(prediction, rgb, camera, header, self._bag_palette, wanted)
         return {f"{prefix}/{OUTPUT_TOPICS[key]}": msg for key, msg in messages}

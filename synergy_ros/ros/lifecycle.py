@@ -20,7 +20,9 @@ class LifecycleSynergyNode(SynergyPipeline, LifecycleNode):
 
     Args:
         node_name: ROS node name.
-        predictor: an already built Predictor used by ``configure`` instead of loading one.
+        predictor: an already built Predictor used by every ``configure`` instead of loading
+            one; ``cleanup`` keeps it open for the next ``configure``, the node closes it at
+            shutdown / ``destroy_node``.
         **kwargs: passed to rclpy.lifecycle.LifecycleNode.
     """
 
@@ -38,7 +40,7 @@ class LifecycleSynergyNode(SynergyPipeline, LifecycleNode):
             self._configure(self._given_predictor)
         except Exception as exc:  # noqa: BLE001 - report any load failure as FAILURE
             self.get_logger().error(f"configure failed: {' '.join(str(exc).split())}")
-            self._cleanup()
+            self._cleanup(keep=self._given_predictor)
             self._destroy_publishers()
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
@@ -54,16 +56,23 @@ class LifecycleSynergyNode(SynergyPipeline, LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop the worker, release the model and destroy the publishers."""
-        self._cleanup()
+        """Stop the worker, release a loaded model (not an injected one) and the publishers."""
+        self._cleanup(keep=self._given_predictor)
         self._destroy_publishers()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release everything from any state."""
-        self._deactivate()
-        self._cleanup()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        """Unsubscribe, stop the worker and close the predictors, the injected one too."""
+        self._deactivate()
+        self._cleanup(keep=self._given_predictor)
+        given, self._given_predictor = self._given_predictor, None
+        if given is not None and hasattr(given, "close"):
+            given.close()
 
     def _destroy_publishers(self) -> None:
         for publisher in self._pubs.values():
@@ -75,8 +84,7 @@ class LifecycleSynergyNode(SynergyPipeline, LifecycleNode):
 
     def destroy_node(self) -> None:
         """Stop the worker and release the model, then destroy the node."""
-        self._deactivate()
-        self._cleanup()
+        self._release()
         super().destroy_node()
 
 

@@ -1,7 +1,8 @@
 """The synergy ROS 2 node: camera image in; depth, semantic mask and PointCloud2 out.
 
 ``ros2 run synergy_ros synergy_node --ros-args --params-file config/synergy.yaml
--r image:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info``
+-r __ns:=/synergy -r image:=/camera/color/image_raw`` (camera_info is read beside the image,
+as image_transport does; without ``model`` the bundled demo model runs)
 
 Topics (relative, remappable) and parameters: docs/node.md and synergy_ros.ros.params.
 The executor thread only converts and hands frames to a :class:`FrameWorker`; inference and
@@ -14,6 +15,7 @@ import math
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,12 +30,52 @@ from synergy_ros.core.labels import palette_lut
 from synergy_ros.ros import params as node_params
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
-from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
+from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages, sibling_topic
 from synergy_ros.ros.qos import qos_profile
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
 from synergy_ros.runtime import load_predictor
 
 THROTTLE_S = 5.0
+#: The model a node runs when its ``model`` parameter is empty (installed with the package).
+BUNDLED_MODEL = "synergy_demo_r18.pt"
+
+
+def bundled_model_candidates() -> list[Path]:
+    """Where the bundled model may lie, in the order they are tried.
+
+    The package's share directory found through ament_index (a colcon / apt install), the
+    ``share/synergy_ros`` of this Python environment (a pip install), then ``models/`` beside
+    the package in a source checkout (``pip install -e``, PYTHONPATH).
+    """
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        try:
+            candidates.append(Path(get_package_share_directory("synergy_ros")) / "models")
+        except (LookupError, OSError, ValueError):  # not registered / AMENT_PREFIX_PATH unset
+            pass
+    except ImportError:
+        pass
+    candidates.append(Path(sys.prefix) / "share" / "synergy_ros" / "models")
+    candidates.append(Path(__file__).resolve().parents[2] / "models")
+    return [folder / BUNDLED_MODEL for folder in candidates]
+
+
+def bundled_model() -> Path:
+    """The bundled demo model file (see :func:`bundled_model_candidates`).
+
+    Raises:
+        SynergyError: when none of the places holds it, naming them.
+    """
+    candidates = bundled_model_candidates()
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise SynergyError(
+        "parameter 'model' is empty and the bundled model was not found (looked for "
+        f"{', '.join(str(path) for path in candidates)}): pass -p model:=/path/to/model.pt "
+        "(or .onnx/.engine) or set it in config/synergy.yaml")
 
 
 @dataclasses.dataclass
@@ -66,13 +108,18 @@ class SynergyPipeline:
     _diag_timer = None
 
     def _declare(self) -> None:
+        # Only Humble-era rclpy parameter APIs (docs/node.md): the on-set callback validates;
+        # changes are applied by the set_parameters* overrides below, after rclpy stored them
+        # (add_post_set_parameters_callback came after Humble).
         self.add_on_set_parameters_callback(node_params.on_set_callback)
         self._settings = node_params.declare_all(self)
-        self.add_post_set_parameters_callback(self._on_parameters_changed)
         self._intrinsics: PinholeIntrinsics | None = None
         self._input_rate, self._output_rate = RateMeter(), RateMeter()
         self._latency, self._inference = LatencyStats(), LatencyStats()
         self._received = self._bad = self._skipped = self._reported_errors = 0
+        # errors and drops of workers stopped by a lifecycle cleanup: the reported counts
+        # stay cumulative (and new_errors >= 0) across configure -> cleanup -> configure
+        self._errors_before = self._dropped_before = 0
         self._count_lock = threading.Lock()
         self._pubs: dict = {}
 
@@ -85,11 +132,18 @@ class SynergyPipeline:
         self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
         out_qos = qos_profile(s["output_qos_reliability"] == "reliable", s["output_qos_depth"])
-        types = {"depth": Image, "depth_info": CameraInfo, "semantic": Image,
-                 "semantic_color": Image, "points": PointCloud2, "attention": Image}
-        keys = [key for key in OUTPUT_TOPICS if key != "attention" or s["publish_attention"]]
-        self._pubs = {key: self._make_publisher(types[key], OUTPUT_TOPICS[key], out_qos)
-                      for key in keys}
+        types = {"depth": Image, "depth_info": CameraInfo, "camera_info": CameraInfo,
+                 "semantic": Image, "semantic_color": Image, "points": PointCloud2,
+                 "attention": Image}
+        self._pubs = {}
+        for key, topic in OUTPUT_TOPICS.items():
+            if key == "attention" and not s["publish_attention"]:
+                continue
+            if key == "camera_info":  # beside the images, after depth resolved its name
+                topic = self._output_info_topic(self._pubs["depth"].topic_name)
+                if topic is None:
+                    continue
+            self._pubs[key] = self._make_publisher(types[key], topic, out_qos)
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -103,12 +157,13 @@ class SynergyPipeline:
                 CompressedImage, "image/compressed", self._on_compressed, in_qos)
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
-        self._info_sub = self.create_subscription(CameraInfo, "camera_info",
+        self._info_sub = self.create_subscription(CameraInfo, self._input_info_topic(),
                                                   self._on_camera_info, in_qos)
         self._diag_timer = self.create_timer(s["diagnostics_period"], self._publish_diagnostics)
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
         self.get_logger().info(
-            f"synergy_node active: {self._image_sub.topic_name} -> depth, semantic, points; "
+            f"synergy_node active: {self._image_sub.topic_name} + "
+            f"{self._info_sub.topic_name} -> depth, semantic, points; "
             f"model {s['model'] or describe.get('model')} (runs {describe.get('model')}), "
             f"backend {getattr(self._predictor, 'backend_name', '?')} on "
             f"{describe.get('device', '?')}, input {self._predictor.input_size}, "
@@ -122,38 +177,103 @@ class SynergyPipeline:
             self.destroy_timer(self._diag_timer)
         self._image_sub = self._info_sub = self._diag_timer = None
 
-    def _cleanup(self) -> None:
-        """Stop the worker (after its current frame) and release the predictor."""
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-        if self._predictor is not None and hasattr(self._predictor, "close"):
-            self._predictor.close()
-        self._predictor = None
+    def _cleanup(self, keep=None) -> None:
+        """Stop the worker (after its current frame) and release the predictor.
+
+        Args:
+            keep: a predictor not to close (the lifecycle node's injected one, which the next
+                ``configure`` uses again); any other predictor is closed.
+        """
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+            self._errors_before += worker.errors
+            self._dropped_before += worker.dropped
+        predictor, self._predictor = self._predictor, None
+        if predictor is not None and predictor is not keep and hasattr(predictor, "close"):
+            predictor.close()
 
     # ---- setup -------------------------------------------------------------------------
+    def _input_info_topic(self) -> str:
+        """The camera_info input: ``camera_info`` where the user remapped that name, else the
+        sibling of the resolved input image topic, as image_transport's CameraSubscriber
+        takes it (``image:=/camera/color/image_raw`` -> ``/camera/color/camera_info``)."""
+        if (self.resolve_topic_name("camera_info")
+                != self.resolve_topic_name("camera_info", only_expand=True)):
+            return "camera_info"
+        image = self.resolve_topic_name("image")
+        if self._settings["use_compressed"]:  # image_transport's base topic of .../compressed
+            compressed = self.resolve_topic_name("image/compressed")
+            if compressed.endswith("/compressed"):
+                image = compressed[:-len("/compressed")]
+        return sibling_topic(image, "camera_info")
+
+    def _output_info_topic(self, depth_topic: str) -> str | None:
+        """The ``camera_info`` output beside ``depth_topic`` (resolved), or None with a
+        warning when that name is the camera_info input or a remap rule sends it elsewhere
+        (it would then feed the node its own output, or the camera's topic)."""
+        topic = sibling_topic(depth_topic, "camera_info")
+        remapped = self.resolve_topic_name(topic)
+        camera = self.resolve_topic_name(self._input_info_topic())
+        if remapped == topic and topic != camera:
+            return topic
+        self.get_logger().warning(
+            f"not publishing camera_info beside the images: {topic} is "
+            f"{'the camera_info input' if topic == camera else f'remapped to {remapped}'}; "
+            f"consumers pairing {depth_topic} with {topic} (depth_image_proc, rviz2 DepthCloud) "
+            "will wait. Run the node in its own namespace (the launch file's /synergy) and "
+            "remap only image (camera_info is then read beside the image, as image_transport "
+            "does), not camera_info. depth/camera_info carries the same CameraInfo.")
+        return None
+
     def _load_predictor(self):
 
         s = self._settings
-        if not s["model"]:
-            raise SynergyError("parameter 'model' is empty: pass -p model:=/path/to/model.pt "
-                               "(or .onnx/.engine) or set it in config/synergy.yaml")
+        model = s["model"]
+        if not model:
+            model = str(bundled_model())
+            self.get_logger().info(f"parameter 'model' is empty: running the bundled demo "
+                                   f"model {model} (trained on synthetic scenes; pass -p "
+                                   "model:=/path/to/model.pt for your own)")
         width, height = s["input_width"], s["input_height"]
         if bool(width) != bool(height):
             raise SynergyError(f"set both input_width and input_height (got {width}x{height}),"
                                " or leave both 0 for the model's own input size")
         return load_predictor(
-            s["model"], backend=s["backend"], device=s["device"], precision=s["precision"],
+            model, backend=s["backend"], device=s["device"], precision=s["precision"],
             engine_cache_dir=s["engine_cache_dir"] or None,
             input_size=(height, width) if width else None,
             output_resolution=s["output_resolution"], with_attention=s["publish_attention"],
             num_threads=s["num_threads"] or None)
 
-    def _on_parameters_changed(self, parameters) -> None:
-        for parameter in parameters:
-            self._settings[parameter.name] = parameter.value
-            if parameter.name == "queue_policy" and self._worker is not None:
-                self._worker.policy = parameter.value
+    # ---- parameter changes (ros2 param set / load, Node.set_parameters) -----------------
+    def set_parameters(self, parameter_list: list) -> list:
+        """rclpy's ``Node.set_parameters``, then apply the stored values to the pipeline."""
+        results = super().set_parameters(parameter_list)
+        self._apply_parameters()
+        return results
+
+    def set_parameters_atomically(self, parameter_list: list) -> Any:
+        """rclpy's ``Node.set_parameters_atomically`` (what the parameter services call on
+        every distribution), then apply the stored values to the pipeline."""
+        result = super().set_parameters_atomically(parameter_list)
+        self._apply_parameters()
+        return result
+
+    def _apply_parameters(self) -> None:
+        """Copy the node's parameter values, as rclpy stored them, into the live settings.
+
+        Called after rclpy has set (or rejected) the values, so a change another on-set
+        callback rejected never reaches the pipeline; works on Humble, which has no
+        post-set callback.
+        """
+        settings = getattr(self, "_settings", None)
+        if settings is None:  # not declared yet
+            return
+        for name in settings:
+            settings[name] = self.get_parameter(name).value
+        if self._worker is not None:
+            self._worker.policy = settings["queue_policy"]
 
     # ---- executor-thread callbacks (fast: never wait for inference) ----------------------
     def _drop_bad(self, what: str, exc: Exception) -> None:
@@ -198,8 +318,10 @@ class SynergyPipeline:
         def subscribed(key: str) -> bool:
             return key in self._pubs and self._pubs[key].get_subscription_count() > 0
 
+        images = s["publish_depth"] or s["publish_semantic"] or s["publish_semantic_color"]
         return {"depth": s["publish_depth"] and subscribed("depth"),
                 "depth_info": s["publish_depth"] and subscribed("depth_info"),
+                "camera_info": images and subscribed("camera_info"),
                 "semantic": s["publish_semantic"] and subscribed("semantic"),
                 "semantic_color": s["publish_semantic_color"] and subscribed("semantic_color"),
                 "points": s["publish_points"] and subscribed("points"),
@@ -247,7 +369,7 @@ class SynergyPipeline:
     def _publish(self, frame: Frame, rgb: np.ndarray, prediction, wanted: dict) -> None:
         s = self._settings
         camera = None
-        if wanted["depth_info"] or wanted["points"]:
+        if wanted["depth_info"] or wanted["camera_info"] or wanted["points"]:
             camera = self._camera_intrinsics(rgb.shape[1], rgb.shape[0])
         for key, msg in prediction_messages(
                 prediction, rgb, camera, frame.header, self._palette,
@@ -265,7 +387,8 @@ class SynergyPipeline:
         """Current counters, rates and latency percentiles."""
         last = self._input_rate.last()
         worker = self._worker
-        errors = worker.errors if worker is not None else self._reported_errors
+        errors = self._errors_before + (worker.errors if worker is not None else 0)
+        dropped = self._dropped_before + (worker.dropped if worker is not None else 0)
         new_errors, self._reported_errors = errors - self._reported_errors, errors
         lat50, lat95 = self._latency.percentiles(50, 95)
         inf50, inf95 = self._inference.percentiles(50, 95)
@@ -276,7 +399,7 @@ class SynergyPipeline:
             latency_p50_ms=lat50, latency_p95_ms=lat95, inference_p50_ms=inf50,
             inference_p95_ms=inf95, frames_received=self._received,
             frames_processed=self._output_rate.total,
-            frames_dropped=worker.dropped if worker is not None else 0,
+            frames_dropped=dropped,
             frames_skipped_no_subscribers=self._skipped, bad_messages=self._bad,
             processing_errors=errors, new_errors=new_errors,
             seconds_since_input=None if last is None else time.monotonic() - last,

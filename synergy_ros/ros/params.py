@@ -40,7 +40,8 @@ class ParamSpec:
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "", "Model file: .pt (synergy train), .onnx (synergy export) or "
-              "TensorRT .engine. Required.", read_only=True),
+              "TensorRT .engine; empty = the bundled demo model (share/synergy_ros/models/"
+              "synergy_demo_r18.pt).", read_only=True),
     ParamSpec("backend", "auto", "Inference backend; auto = TensorRT with a CUDA GPU, else "
               "onnxruntime, else torch.", BACKEND_CHOICES, read_only=True),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N.", read_only=True),
