@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,7 @@ class Trainer:
             load_encoder_weights(model, init["encoder_weights"])
         if init["checkpoint"]:
             payload = load_model_file(init["checkpoint"], weights_only=True)
+            _check_depth_head(payload["meta"].network, model.config, str(init["checkpoint"]))
             source_classes = payload["meta"].num_classes
             skip: tuple[str, ...] = ()
             if source_classes != model.num_classes:
@@ -347,11 +349,13 @@ class Trainer:
         current = self.model.config.to_dict()
         if saved != current:
             diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            legacy = (" (a run started before model.depth_head existed: resume with --set "
+                      f"model.depth_head={saved['depth_head']})" if "depth_head" in diff else "")
             raise SynergyError(f"checkpoint {path} was trained with a different network ("
                                + ", ".join(f"{k}: {saved.get(k)!r} vs {current.get(k)!r}"
                                            for k in diff)
-                               + "); resume with the run's config.yaml, or start a new run "
-                               f"from its weights with --set init.checkpoint={path}")
+                               + "); resume with the run's config.yaml" + legacy + ", or start "
+                               f"a new run from its weights with --set init.checkpoint={path}")
         training = payload["training"]
         load_weights(self.model, payload["state_dict"], str(path))
         try:
@@ -684,7 +688,7 @@ def validate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any 
                                 labels if bool(has_labels.any()) else None)
                 loss_sum += float(total)
             batches += 1
-            pred_depth = output.depth[:, 0].cpu()
+            pred_depth = model.clamp_depth(output.depth)[:, 0].cpu()
             pred_labels = output.semantic_logits.argmax(1).cpu()
             for i in range(image.shape[0]):
                 if bool(has_depth[i]):
@@ -698,6 +702,31 @@ def validate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any 
     metrics.update({k: float(semantic[k]) for k in SEMANTIC_METRIC_KEYS})
     metrics["images"] = int(overall["images"])
     return metrics, ranges.to_markdown()
+
+
+def _check_depth_head(source: dict, config: Any, path: str) -> None:
+    """Refuse weights trained for another depth head; warn when a sigmoid head's range moves.
+
+    The softplus head predicts metres independent of ``max_depth``, so starting an outdoor run
+    (80 m) from an indoor model (10 m) keeps its depths. The sigmoid head maps the same raw
+    output to min + (max - min) * sigmoid(x): a new range rescales every prediction.
+    """
+    head = source.get("depth_head")
+    if head != config.depth_head:
+        raise SynergyError(f"init.checkpoint {path} was trained with depth_head={head!r} but "
+                           f"the config builds depth_head={config.depth_head!r}; the same "
+                           "weights would predict other depths. Set "
+                           f"model.depth_head={head} (model files written before the field "
+                           "existed have the sigmoid head)")
+    old_span = float(source["max_depth"]) - float(source["min_depth"])
+    new_span = config.max_depth - config.min_depth
+    if head == "sigmoid" and abs(new_span - old_span) > 1e-9 * old_span:
+        warnings.warn(f"init.checkpoint {path} has a sigmoid depth head for "
+                      f"{source['min_depth']}-{source['max_depth']} m; with "
+                      f"{config.min_depth}-{config.max_depth} m every initial prediction is "
+                      f"scaled by ~{new_span / old_span:.3g} (e.g. an indoor model starting an "
+                      "outdoor run). Training has to undo that; a softplus-head source model "
+                      "keeps its metres (docs/model.md)", stacklevel=3)
 
 
 def _float_output(output: Any) -> Any:

@@ -7,16 +7,22 @@ Data flow for a (B, 3, H, W) input (H, W padded up to multiples of 32, cropped b
          sharing units between them (variants.py)
       -> UpSkip per branch (64 channels at 1/2 for ResNet-50)
       -> depth_head 3x3 conv -> 1, semantic_head 3x3 conv -> num_classes (1/2)
-      -> bilinear upsample to the input size; depth = min + (max - min) * sigmoid(x) metres.
+      -> bilinear upsample to the input size; depth = min + softplus(x) metres
+         (``depth_head: softplus``) or min + (max - min) * sigmoid(x) (``sigmoid``).
 
-Depth parametrisation: a sigmoid scaled to (min_depth, max_depth) keeps depth positive and
-bounded, so the runtime can store it as metres without post-hoc clamping and ``max_depth``
-(``ModelMeta.max_depth``) means what it says; the logit is upsampled before the sigmoid so
-upsampling cannot leave the range.
+Depth parametrisation (``NetworkConfig.depth_head``): the paper's Table 3 ends in
+``conv_dep -> out_dep`` with no bounded activation. The default ``softplus`` head is positive
+and unbounded: its slope tends to 1 m per unit of x, where the sigmoid's falls from 2.5 m (at
+mid range) to ~0.1 m at 99 % of ``max_depth`` and damps exactly the far pixels the
+attention-driven loss weights up. Training sees the unclamped depth; ``clamp_depth`` limits it
+to (min_depth, max_depth) where predictions leave the network (the deployed graph, metrics).
+Its bias starts at softplus^-1 of mid range, so an untrained network predicts ~(min + max) / 2.
+The raw output is upsampled before either activation so upsampling cannot leave the range.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -37,7 +43,8 @@ PAD_MULTIPLE = 32
 class SynergyOutput(NamedTuple):
     """Network outputs.
 
-    depth: (B, 1, H, W) metres in (min_depth, max_depth).
+    depth: (B, 1, H, W) metres > min_depth (sigmoid head: also < max_depth; the softplus
+        head is unbounded above until ``SynergyNet.clamp_depth``).
     semantic_logits: (B, num_classes, H, W) unnormalised class scores.
     attention: (B, 1, ceil(H/16), ceil(W/16)) sum of |activations| of the first depth up-conv,
         or None unless ``return_attention`` was requested.
@@ -64,7 +71,7 @@ class SynergyNet(nn.Module):
         self.semantic_skip = UpSkip(skip_inputs, skip_channels)
         self.depth_head = nn.Conv2d(skip_channels, 1, 3, padding=1)
         self.semantic_head = nn.Conv2d(skip_channels, config.num_classes, 3, padding=1)
-        nn.init.zeros_(self.depth_head.bias)
+        nn.init.constant_(self.depth_head.bias, _initial_depth_bias(config))
         if config.frozen_bn:
             for module in self.encoder.modules():
                 if isinstance(module, nn.BatchNorm2d):
@@ -109,8 +116,7 @@ class SynergyNet(nn.Module):
         padded_size = (height + pad_h, width + pad_w)
         depth = F.interpolate(depth, size=padded_size, mode="bilinear", align_corners=False)
         logits = F.interpolate(logits, size=padded_size, mode="bilinear", align_corners=False)
-        span = self.config.max_depth - self.config.min_depth
-        depth = self.config.min_depth + span * torch.sigmoid(depth[..., :height, :width])
+        depth = self._depth_activation(depth[..., :height, :width])
         logits = logits[..., :height, :width]
         attention = None
         if return_attention:
@@ -118,6 +124,21 @@ class SynergyNet(nn.Module):
             attention = attention_map(depth_outputs[0])
             attention = attention[..., :-(-height // stride), :-(-width // stride)]
         return SynergyOutput(depth, logits, attention)
+
+    def _depth_activation(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw depth output (B, 1, H, W) -> metres, per ``config.depth_head``."""
+        config = self.config
+        if config.depth_head == "sigmoid":
+            return config.min_depth + (config.max_depth - config.min_depth) * torch.sigmoid(raw)
+        return config.min_depth + F.softplus(raw)
+
+    def clamp_depth(self, depth: torch.Tensor) -> torch.Tensor:
+        """Limit depth (metres) to [min_depth, max_depth]: predictions leaving the network.
+
+        The deployed graph (``runtime.torch_graph.DeployGraph``, hence ONNX / TensorRT) and
+        the trainer's validation apply it; training losses see the unclamped softplus depth.
+        """
+        return depth.clamp(self.config.min_depth, self.config.max_depth)
 
     def _check_image(self, image: torch.Tensor) -> None:
         if not isinstance(image, torch.Tensor):
@@ -159,6 +180,14 @@ class SynergyNet(nn.Module):
         for name, parameter in self.named_parameters():
             groups[_group_of(name)].append(parameter)
         return groups
+
+
+def _initial_depth_bias(config: NetworkConfig) -> float:
+    """Depth-head bias that puts an untrained network's depth at mid range (metres)."""
+    if config.depth_head == "sigmoid":
+        return 0.0  # sigmoid(0) = 1/2: min + span / 2
+    mid = 0.5 * (config.max_depth - config.min_depth)
+    return mid + math.log(-math.expm1(-mid))  # softplus^-1(mid) = log(exp(mid) - 1), stable
 
 
 def _group_of(name: str) -> str:
