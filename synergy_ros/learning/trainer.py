@@ -50,7 +50,10 @@ from synergy_ros.learning.losses import LOSS_NAMES, SynergyLoss
 from synergy_ros.network import build_network, load_encoder_weights
 
 #: Frozen parameter groups per batch kind in alternating mode.
-FROZEN_GROUPS = {"depth": ("semantic", "semantic_head"), "semantic": ("depth",), "joint": ()}
+#: Table 3 places phi (depth_sharing) in the depth branch and gamma (semantic_sharing) in the
+#: semantic branch, so each is frozen with its branch (supplementary Sec. 8).
+FROZEN_GROUPS = {"depth": ("semantic", "semantic_sharing", "semantic_head"),
+                 "semantic": ("depth", "depth_sharing"), "joint": ()}
 SEMANTIC_METRIC_KEYS = ("pixel_acc", "mean_acc", "miou")
 STEP_COLUMNS = ("step", "epoch", "kind", "loss", "lr", "head_lr", "skipped", "step_s",
                 "data_s")
@@ -362,8 +365,14 @@ class Trainer:
             self.optimizer.load_state_dict(training["optimizer"])
             self.scheduler.load_state_dict(training["scheduler"])
         except (ValueError, KeyError) as exc:
+            saved_groups = [g.get("name") for g in training["optimizer"]["param_groups"]]
+            split = ("; it was written before the 'sharing' parameter group was split into "
+                     "depth_sharing / semantic_sharing, so its optimizer state cannot resume: "
+                     f"start a new run from its weights with --set init.checkpoint={path}"
+                     if "sharing" in saved_groups and "depth_sharing" not in saved_groups
+                     else "; resume with the run's config.yaml")
             raise SynergyError(f"checkpoint {path}: optimizer/scheduler state does not match "
-                               f"this config ({exc}); resume with the run's config.yaml") from exc
+                               f"this config ({exc}){split}") from exc
         if training.get("scaler"):
             self.scaler.load_state_dict(training["scaler"])
         restore_rng_state(training["rng"])

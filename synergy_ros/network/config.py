@@ -15,7 +15,11 @@ DEPTH_HEADS = ("softplus", "sigmoid")
 NUM_UPCONVS = 4
 
 #: Parameter groups of the network (optimizer groups, freezing); see SynergyNet.parameter_groups.
-PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "semantic_head")
+#: ``depth_sharing`` holds the lateral weights phi that form the depth stream and
+#: ``semantic_sharing`` the gamma of the semantic stream (Table 3 puts them in those branches);
+#: ``sharing`` the up-convs both tasks share (merge_in / branch_out).
+PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "depth_sharing",
+                    "semantic_sharing", "semantic_head")
 
 
 @dataclasses.dataclass

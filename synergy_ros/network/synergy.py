@@ -173,8 +173,12 @@ class SynergyNet(nn.Module):
         """Disjoint parameter groups covering all parameters, for per-group learning rates.
 
         ``encoder``: ResNet + conv2; ``depth`` / ``semantic``: each branch's own up-convs,
-        up-skip and (depth) head; ``sharing``: sharing units and shared up-convs;
-        ``semantic_head``: the final semantic layer.
+        up-skip and (depth) head; ``sharing``: shared up-convs (merge_in / branch_out);
+        ``depth_sharing``: the sharing units' phi_D, phi_S (they form the depth stream, Table
+        3's depth branch); ``semantic_sharing``: their gamma_S, gamma_D; ``semantic_head``:
+        the final semantic layer. Weakly supervised training freezes ``semantic``,
+        ``semantic_sharing`` and ``semantic_head`` on depth-only batches and ``depth``,
+        ``depth_sharing`` on semantics-only ones.
         """
         groups: dict[str, list[nn.Parameter]] = {name: [] for name in PARAMETER_GROUPS}
         for name, parameter in self.named_parameters():
@@ -195,7 +199,10 @@ def _group_of(name: str) -> str:
         return "encoder"
     if name.startswith("semantic_head."):
         return "semantic_head"
-    if name.startswith("decoder.units.") or ".shared." in name:
+    if name.startswith("decoder.units."):
+        return "depth_sharing" if name.rsplit(".", 1)[-1].startswith("phi_") else \
+            "semantic_sharing"
+    if ".shared." in name:
         return "sharing"
     if name.startswith(("depth_skip.", "depth_head.")) or ".depth." in name:
         return "depth"
