@@ -163,6 +163,43 @@ def test_weak_supervision_gradients_of_the_lateral_weights(tmp_path):
                 assert param.grad is not None and param.grad.abs().sum() > 0, (kind, name)
 
 
+@pytest.mark.parametrize("order", [["semantic", "depth"], ["depth", "semantic"]])
+def test_sequential_mode_trains_task_a_then_fine_tunes_on_task_b(tmp_path, order):
+    """Table 1 'Finet.': first only task A's loss, then only task B's from those weights."""
+    config = _tiny("model.sharing=separate", "train.mode=sequential",
+                   f"train.task_order=[{order[0]}, {order[1]}]", "train.epochs=2",
+                   "schedule.name=poly", "data.val=null")  # 3 batches x 2 epochs = 6 steps
+    trainer = Trainer(config, tmp_path / "run")
+    assert [trainer.stage(s)[0] for s in range(6)] == [order[0]] * 3 + [order[1]] * 3
+    groups = trainer.model.parameter_groups()
+    head = {"depth": "depth", "semantic": "semantic_head"}
+    snapshots = [[p.detach().clone() for p in groups[head[order[1]]]]]
+    trainer._open_logs()
+    for epoch in range(2):
+        trainer.state.epoch, trainer.state.epoch_step = epoch, 0
+        for batch, data_s in trainer._epoch_batches(trainer._loaders(epoch, 0)):
+            trainer._one_step(batch, data_s, None)
+            if trainer.state.step == 3:
+                snapshots.append([p.detach().clone() for p in groups[head[order[1]]]])
+    trainer._close_logs()
+    rows = _log(tmp_path / "run" / "train_log.csv")
+    names = {"depth": DEPTH_LOSSES, "semantic": SEMANTIC_LOSSES}
+    for row, task in zip(rows, [order[0]] * 3 + [order[1]] * 3):
+        assert row["kind"] == task
+        assert all(row[n] == "" for n in names[order[1] if task == order[0] else order[0]])
+        assert any(row[n] != "" for n in names[task])
+    lrs = [float(row["lr"]) for row in rows]
+    assert lrs[3] == pytest.approx(1e-3) and lrs[2] < lrs[0]  # the schedule restarts
+    # task B's branch (separate decoders) is untouched in stage A and learns in stage B
+    assert all(torch.equal(a, b) for a, b in zip(snapshots[0], snapshots[1]))
+    assert any(not torch.equal(a, b) for a, b in zip(snapshots[1], groups[head[order[1]]]))
+
+
+def test_sequential_mode_checks_its_order():
+    with pytest.raises(SynergyError, match="task_order"):
+        _tiny("train.mode=sequential", "train.task_order=[depth, depth]")
+
+
 def test_init_checkpoint_replaces_only_the_semantic_head_and_group_lrs(tmp_path):
     source = build_network({"encoder": "resnet18", "num_classes": 40})
     meta = ModelMeta(network=source.config.to_dict(), class_names=[f"c{i}" for i in range(40)],

@@ -13,6 +13,13 @@ One :class:`Trainer` serves every config (``config/train_*.yaml``):
   the ``depth`` group. The shared encoder and the sharing units are updated from the active
   loss only. Activations still flow through both branches (the lateral sharing units mix
   them), so the frozen branch's BatchNorm running statistics keep updating.
+- **sequential** (the "fine-tuned" structure of supplementary Sec. 2 / Table 1: "first train a
+  network on the data from A, and then fine-tune this network with the new data from B"):
+  the first ``train.first_fraction`` of the steps minimise only task A's loss terms
+  (``train.task_order[0]``), the rest only task B's, each stage freezing the other task's
+  branch as an alternating step of that kind does; the learning-rate schedule (with its
+  warm-up) restarts at the second stage. The stage follows from the step count, so resuming
+  lands in the right stage.
 
 A run folder holds ``config.yaml`` (the resolved config), ``last.pt`` (resumable checkpoint,
 written every epoch, every ``train.checkpoint_every`` steps and on Ctrl-C / SIGTERM),
@@ -207,8 +214,12 @@ class Trainer:
             total = min(total, config["train"]["max_steps"])
         self.total_steps = total
         schedule = config["schedule"]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, self.total_steps, schedule))
+
+        def factor(step: int) -> float:
+            _, start, length = self.stage(step)
+            return lr_factor(step - start, length, schedule)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.amp_enabled = bool(config["train"]["amp"]) and self.device.type == "cuda"
         self.amp_dtype = getattr(torch, config["train"]["amp_dtype"])
         self.scaler = torch.amp.GradScaler(
@@ -219,6 +230,21 @@ class Trainer:
         self.forward_model = self._wrap_model()
         self._csv_handle: Any = None
         self._tensorboard: Any = None
+
+    def stage(self, step: int) -> tuple[str | None, int, int]:
+        """(task of ``step`` or None, first step of its stage, stage length in steps).
+
+        Only ``train.mode: sequential`` has two stages (task_order[0], then [1]); every other
+        mode is one stage without a fixed task (the batch decides).
+        """
+        train = self.config["train"]
+        if train["mode"] != "sequential":
+            return None, 0, self.total_steps
+        first = min(max(1, round(self.total_steps * train["first_fraction"])),
+                    self.total_steps - 1)
+        if step < first:
+            return train["task_order"][0], 0, first
+        return train["task_order"][1], first, self.total_steps - first
 
     # ------------------------------------------------------------------ construction
     def _resume_path(self, resume: str | None) -> Path | None:
@@ -333,7 +359,7 @@ class Trainer:
 
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self.config["train"]["mode"] == "alternating")
+                find_unused_parameters=self.config["train"]["mode"] != "supervised")
         return model
 
     def meta(self, extra: dict | None = None) -> Any:
@@ -487,7 +513,7 @@ class Trainer:
     def _train_step(self, batch: dict, kind: str) -> tuple[float | None, dict]:
         import torch
 
-        alternating = self.config["train"]["mode"] == "alternating"
+        alternating = self.config["train"]["mode"] in ("alternating", "sequential")
         use_depth = not alternating or kind != "semantic"
         use_labels = not alternating or kind != "depth"
         image = batch["image"].to(self.device, non_blocking=True)
@@ -576,7 +602,7 @@ class Trainer:
 
     def _one_step(self, batch: dict, data_s: float, progress: Any) -> None:
         start = time.perf_counter()
-        kind = batch_kind(batch)
+        kind = self.stage(self.state.step)[0] or batch_kind(batch)
         loss, parts = self._train_step(batch, kind)
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
         self.scheduler.step()

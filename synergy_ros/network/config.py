@@ -32,7 +32,7 @@ class NetworkConfig:
         sharing: information sharing between the decoders (Tables 1-3 of the supplementary):
             ``lateral`` (proposed: learned sharing units after every up-conv),
             ``separate`` (fine-tuned baseline: two independent decoders),
-            ``cascaded`` (the first branch feeds the second after every up-conv),
+            ``cascaded`` (the first branch's prediction feeds the second branch),
             ``merge_in`` (separate up-convs, then the last ``shared_layers`` shared),
             ``branch_out`` (the first ``shared_layers`` up-convs shared, then two branches).
         sharing_granularity: ``scalar`` (one weight per unit and direction, as the paper's

@@ -5,7 +5,8 @@ Data flow for a (B, 3, H, W) input (H, W padded up to multiples of 32, cropped b
     encoder (ResNet, 1/32) -> conv2 (1x1 conv+BN+ReLU, C_enc -> W)
       -> SynergyDecoder: 4 up-convs per branch, W/2 .. W/16 channels at 1/16 .. 1/2,
          sharing units between them (variants.py)
-      -> UpSkip per branch (64 channels at 1/2 for ResNet-50)
+      -> UpSkip per branch (64 channels at 1/2 for ResNet-50); ``cascaded``: the first
+         branch's prediction (depth, or class probabilities) enters the second's up-skip sum
       -> depth_head 3x3 conv -> 1, semantic_head 3x3 conv -> num_classes (1/2)
       -> bilinear upsample to the input size; depth = min + softplus(x) metres
          (``depth_head: softplus``) or min + (max - min) * sigmoid(x) (``sigmoid``).
@@ -71,6 +72,11 @@ class SynergyNet(nn.Module):
         self.semantic_skip = UpSkip(skip_inputs, skip_channels)
         self.depth_head = nn.Conv2d(skip_channels, 1, 3, padding=1)
         self.semantic_head = nn.Conv2d(skip_channels, config.num_classes, 3, padding=1)
+        if config.sharing == "cascaded":  # the first branch's prediction -> the second branch
+            if config.cascade_first == "depth":
+                self.cascade_to_semantic = conv_bn_relu(1, skip_channels, 3)
+            else:
+                self.cascade_to_depth = conv_bn_relu(config.num_classes, skip_channels, 3)
         nn.init.constant_(self.depth_head.bias, _initial_depth_bias(config))
         if config.frozen_bn:
             for module in self.encoder.modules():
@@ -109,10 +115,19 @@ class SynergyNet(nn.Module):
             image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
         features = self.conv2(self.encoder(image))
         depth_outputs, semantic_outputs = self.decoder(features)
-        depth = self.depth_head(self.depth_skip([features] + depth_outputs[:-1],
-                                                depth_outputs[-1]))
-        logits = self.semantic_head(self.semantic_skip([features] + semantic_outputs[:-1],
-                                                       semantic_outputs[-1]))
+        depth_features = self.depth_skip([features] + depth_outputs[:-1], depth_outputs[-1])
+        semantic_features = self.semantic_skip([features] + semantic_outputs[:-1],
+                                               semantic_outputs[-1])
+        if self.config.sharing == "cascaded" and self.config.cascade_first == "depth":
+            depth = self.depth_head(depth_features)
+            logits = self.semantic_head(semantic_features + self.cascade_to_semantic(depth))
+        elif self.config.sharing == "cascaded":
+            logits = self.semantic_head(semantic_features)
+            depth = self.depth_head(depth_features
+                                    + self.cascade_to_depth(torch.softmax(logits, dim=1)))
+        else:
+            depth = self.depth_head(depth_features)
+            logits = self.semantic_head(semantic_features)
         padded_size = (height + pad_h, width + pad_w)
         depth = F.interpolate(depth, size=padded_size, mode="bilinear", align_corners=False)
         logits = F.interpolate(logits, size=padded_size, mode="bilinear", align_corners=False)
@@ -162,8 +177,13 @@ class SynergyNet(nn.Module):
     def replace_semantic_head(self, num_classes: int) -> None:
         """Swap the final semantic layer for ``num_classes`` (fresh weights), keeping the rest.
 
-        Used to fine-tune e.g. a 40-class NYU model on 21 Cityscapes classes.
+        Used to fine-tune e.g. a 40-class NYU model on 21 Cityscapes classes. Not for a
+        semantics-first cascade, whose depth branch reads the class probabilities.
         """
+        if self.config.sharing == "cascaded" and self.config.cascade_first == "semantic":
+            raise SynergyError("a semantics-first cascaded network feeds its class "
+                               "probabilities into the depth branch, so its class count "
+                               "cannot change; train it for the new classes from scratch")
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
         old = self.semantic_head
         self.semantic_head = nn.Conv2d(old.in_channels, num_classes, 3, padding=1).to(
@@ -204,9 +224,9 @@ def _group_of(name: str) -> str:
             "semantic_sharing"
     if ".shared." in name:
         return "sharing"
-    if name.startswith(("depth_skip.", "depth_head.")) or ".depth." in name:
+    if name.startswith(("depth_skip.", "depth_head.", "cascade_to_depth.")) or ".depth." in name:
         return "depth"
-    if name.startswith("semantic_skip.") or ".semantic." in name:
+    if name.startswith(("semantic_skip.", "cascade_to_semantic.")) or ".semantic." in name:
         return "semantic"
     raise AssertionError(f"parameter {name} has no group")  # a new module must be assigned
 
