@@ -18,8 +18,8 @@ The inlier threshold is relative to the hypothesis' camera-to-plane distance, so
 scale invariant: depth multiplied by ``k`` gives the same inliers and ``d * k``.
 
 Optical frame (REP 103): x right, y down, z forward, so the ground's normal pointing up
-towards the camera is about ``(0, -1, 0)`` for a level camera (tilted down by ``a``, it is
-``(0, -cos a, sin a)``).
+towards the camera is about ``(0, -1, 0)`` for a level camera (pitched down by ``a``, it is
+``(0, -cos a, -sin a)``).
 """
 from __future__ import annotations
 
