@@ -69,8 +69,8 @@ def predicted_clouds(tmp_path_factory):
 def _organized(msg):
     cloud = pointcloud2_to_array(msg)
     points = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1)
-    records = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width,
-                                                                msg.point_step)
+    records = np.frombuffer(bytes(msg.data), np.uint8)
+    records = records.reshape(msg.height, msg.width, msg.point_step)
     return cloud, points, records
 
 
