@@ -227,7 +227,6 @@ class SynergyPipeline:
         return None
 
     def _load_predictor(self):
-
         s = self._settings
         model = s["model"]
         if not model:

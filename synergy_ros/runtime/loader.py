@@ -149,7 +149,6 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         return TorchPredictor(path, device=device, precision=precision, input_size=input_size,
                               num_threads=num_threads, **common)
     if backend == "onnxruntime":
-
         onnx_path = path
         if path.suffix.lower() == ".pt":
             onnx_path = _export_for(path, cache_dir, input_size, with_attention,
