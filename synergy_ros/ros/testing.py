@@ -55,6 +55,16 @@ def slow_predictor(model_path: str | Path, delay_s: float, **kwargs):
     return SlowPredictor(model_path, **kwargs)
 
 
+def _callbacks_take_message_info() -> bool:
+    """True when rclpy passes MessageInfo to two-argument callbacks (Jazzy and later)."""
+    try:
+        from rclpy.subscription import Subscription
+    except ImportError:  # pragma: no cover - rclpy is needed for every use of this module
+        return False
+    return hasattr(getattr(Subscription, "CallbackType", None), "WithMessageInfo")
+
+
+_WITH_MESSAGE_INFO = _callbacks_take_message_info()
 _NAMESPACE_COUNTER = itertools.count()
 
 
@@ -89,6 +99,7 @@ class RosHarness:
         self._nodes = [self.node]
         self.received: dict[str, list] = {}
         self.receive_times: dict[str, list] = {}
+        self.source_times: dict[str, list] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -114,8 +125,15 @@ class RosHarness:
 
         return self.node.create_publisher(msg_type, topic, qos_profile(reliable, depth))
 
-    def record(self, msg_type, topic: str, key: str | None = None, reliable: bool = True):
-        """Subscribe to ``topic`` and keep every message under ``key`` (default: topic)."""
+    def record(self, msg_type, topic: str, key: str | None = None, reliable: bool = True,
+               with_source_times: bool = False):
+        """Subscribe to ``topic`` and keep every message under ``key`` (default: topic).
+
+        Arrival times (perf_counter s) go to ``receive_times[key]``; with
+        ``with_source_times`` and an rclpy whose callbacks can take the message info (Jazzy
+        and later), the publisher's write times (system clock, s) go to ``source_times[key]``:
+        the sender's timing, unaffected by how late a loaded machine delivers.
+        """
 
         key = key or topic
         with self._lock:
@@ -127,7 +145,14 @@ class RosHarness:
                 self.received[key].append(msg)
                 self.receive_times[key].append(time.perf_counter())
 
-        return self.node.create_subscription(msg_type, topic, callback,
+        def callback_with_info(msg, info):
+            with self._lock:
+                self.source_times.setdefault(key, []).append(info["source_timestamp"] / 1e9)
+            callback(msg)
+
+        with_info = _WITH_MESSAGE_INFO and with_source_times
+        return self.node.create_subscription(msg_type, topic,
+                                             callback_with_info if with_info else callback,
                                              qos_profile(reliable, 50))
 
     def messages(self, key: str) -> list:
