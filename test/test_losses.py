@@ -7,7 +7,7 @@ import torch
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.learning.losses import (TABLE8_CONFIGS, SynergyLoss, cross_entropy_loss,
                                          depth_attention_loss, depth_attention_weights, focal_loss,
-                                         joint_gradient_loss, l2_loss, semantic_boundaries)
+                                         depth_gradient_loss, l2_loss, semantic_boundaries)
 from synergy_ros.network import SynergyOutput
 
 NAN = float("nan")
@@ -56,6 +56,29 @@ def test_depth_attention_log_edge_cases(gt, pred, expected_lambda):
     assert torch.isfinite(pred_t.grad).all()
 
 
+def paper_lambda(d: float, d_hat: float) -> float:
+    """lambda_D of the paper (Jiao et al., ECCV 2018, L_DA's regularisation term):
+    lambda_D = 1 - min(log d, log d_hat) / max(log d, log d_hat)."""
+    return 1 - min(math.log(d), math.log(d_hat)) / max(math.log(d), math.log(d_hat))
+
+
+@pytest.mark.parametrize("gt, pred", [(2.0, 3.0), (3.0, 2.0), (2.5, 9.0), (1.01, 8.0),
+                                      (7.0, 7.0), (40.0, 80.0)])
+def test_depth_attention_lambda_is_the_papers_above_one_metre(gt, pred):
+    weights = depth_attention_weights(_img([[pred]]), _img([[gt]]))
+    assert weights.item() == pytest.approx(1.0 + paper_lambda(gt, pred), rel=1e-5)  # alpha 1
+    # the log1p form everywhere is what this replaces: about half the paper's value at 2-3 m
+    assert 1 - math.log1p(2.0) / math.log1p(3.0) < 0.6 * paper_lambda(2.0, 3.0)
+
+
+@pytest.mark.parametrize("gt, pred", [(0.5, 3.0), (3.0, 0.5), (1.0, 2.0), (0.2, 0.9)])
+def test_depth_attention_lambda_is_the_safe_form_at_or_below_one_metre(gt, pred):
+    weights = depth_attention_weights(_img([[pred]]), _img([[gt]]))
+    expected = 1 - min(math.log1p(gt), math.log1p(pred)) / max(math.log1p(gt), math.log1p(pred))
+    assert weights.item() == pytest.approx(1.0 + expected, rel=1e-5)
+    assert 0.0 <= weights.item() - 1.0 <= 1.0
+
+
 def test_depth_attention_normalises_alpha_per_image():
     pred = torch.zeros(2, 1, 1, 2)
     gt = torch.tensor([[1.0, 2.0], [4.0, 8.0]]).view(2, 1, 1, 2)
@@ -76,11 +99,11 @@ def test_focal_loss_hand_computed_and_ignore():
 
 def test_joint_gradient_on_a_ramp():
     ramp = _img([[float(x) for x in range(1, 7)]] * 5)  # slope 1 m/pixel along x
-    assert joint_gradient_loss(ramp, ramp).item() == pytest.approx(0.0)
+    assert depth_gradient_loss(ramp, ramp).item() == pytest.approx(0.0)
     flat = torch.full_like(ramp, 3.0)
     # Sobel/8 of the ramp is (1, 0) inside; the flat prediction's is 0 there -> error 1.
-    assert joint_gradient_loss(flat, ramp).item() == pytest.approx(1.0)
-    assert joint_gradient_loss(2 * ramp, ramp).item() == pytest.approx(1.0)
+    assert depth_gradient_loss(flat, ramp).item() == pytest.approx(1.0)
+    assert depth_gradient_loss(2 * ramp, ramp).item() == pytest.approx(1.0)
 
 
 def test_joint_gradient_skips_neighbourhoods_of_invalid_pixels():
@@ -89,10 +112,10 @@ def test_joint_gradient_skips_neighbourhoods_of_invalid_pixels():
     pred = gt.clone()
     pred[0, 0, 2, 2] = 100.0  # a wild prediction on the invalid pixel costs nothing ...
     pred[0, 0, 2, 4] = 3.0     # ... but a valid pixel outside its neighbourhood does
-    loss = joint_gradient_loss(pred, gt)
+    loss = depth_gradient_loss(pred, gt)
     assert 0 < loss.item() < 10
     gt[0, 0, 2, 4] = 0.0
-    assert joint_gradient_loss(pred, gt).item() == pytest.approx(0.0)
+    assert depth_gradient_loss(pred, gt).item() == pytest.approx(0.0)
 
 
 def test_semantic_boundary_term():
@@ -101,8 +124,8 @@ def test_semantic_boundary_term():
     assert edges[:, 2:4].all() and not edges[:, :2].any() and not edges[:, 4:].any()
     gt = _img([[float(x) for x in range(1, 7)]] * 5)
     flat = torch.full_like(gt, 3.0)
-    plain = joint_gradient_loss(flat, gt)
-    weighted = joint_gradient_loss(flat, gt, labels, semantic_boundary_weight=1.0)
+    plain = depth_gradient_loss(flat, gt)
+    weighted = depth_gradient_loss(flat, gt, labels, semantic_boundary_weight=1.0)
     # interior columns 1..4 (all error 1), boundary columns 2, 3 weighted 2 -> mean 1.5
     assert plain.item() == pytest.approx(1.0) and weighted.item() == pytest.approx(1.5)
 
@@ -135,7 +158,7 @@ def test_synergy_loss_is_the_weighted_sum():
     total, parts = SynergyLoss(weights)(out, depth_gt, labels)
     expected = (2.0 * depth_attention_loss(out.depth, depth_gt)
                 + 0.5 * focal_loss(out.semantic_logits, labels)
-                + 1.5 * joint_gradient_loss(out.depth, depth_gt)
+                + 1.5 * depth_gradient_loss(out.depth, depth_gt)
                 + 0.25 * l2_loss(out.depth, depth_gt))
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert parts["total"] == pytest.approx(total.item())

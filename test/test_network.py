@@ -102,10 +102,9 @@ def test_decoder_plans_match_tables_1_and_2():
     assert all(u.to_depth and u.to_semantic for u in plan.units)
     plan = decoder_plan(NetworkConfig(sharing="separate"))
     assert not any(u.to_depth or u.to_semantic for u in plan.units)
-    plan = decoder_plan(NetworkConfig(sharing="cascaded", cascade_first="semantic"))
-    assert all(u.to_depth and not u.to_semantic for u in plan.units)
-    plan = decoder_plan(NetworkConfig(sharing="cascaded", cascade_first="depth"))
-    assert all(u.to_semantic and not u.to_depth for u in plan.units)
+    for first in ("semantic", "depth"):  # the cascade joins the branches after their decoders
+        plan = decoder_plan(NetworkConfig(sharing="cascaded", cascade_first=first))
+        assert not any(u.to_depth or u.to_semantic for u in plan.units)
     assert decoder_plan(NetworkConfig(sharing="branch_out", shared_layers=3)).shared == (
         True, True, True, False)
     assert decoder_plan(NetworkConfig(sharing="merge_in", shared_layers=1)).shared == (
@@ -145,9 +144,13 @@ def test_gradients_reach_both_branches_and_sharing(sharing):
     out = model(torch.randn(2, 3, 64, 64))
     (out.depth.mean() + out.semantic_logits.logsumexp(1).mean()).backward()
     groups = model.parameter_groups()
+    empty = {"lateral": {"sharing"}, "separate": {"sharing", "depth_sharing", "semantic_sharing"},
+             "cascaded": {"sharing", "depth_sharing", "semantic_sharing"},
+             "merge_in": {"depth_sharing", "semantic_sharing"},
+             "branch_out": {"depth_sharing", "semantic_sharing"}}[sharing]
     for name, params in groups.items():
-        if name == "sharing" and sharing == "separate":
-            assert params == []
+        if name in empty:
+            assert params == [], f"group {name} should be empty for {sharing}"
             continue
         assert params, f"group {name} is empty for {sharing}"
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params), name
@@ -164,6 +167,35 @@ def test_depth_loss_reaches_semantic_branch_through_lateral_units():
     assert all(p.grad is None for p in model.parameter_groups()["semantic_head"])
     phi = model.decoder.units[0]
     assert float(phi.phi_s.grad.abs().sum()) > 0 and float(phi.phi_d.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("first, second", [("depth", "semantic"), ("semantic", "depth")])
+def test_cascade_feeds_the_first_prediction_into_the_second_branch(first, second):
+    """Table 1 'Casc.': information passes task A, then task B; B's loss trains A's branch
+    too (A gets forward and backward information), A's loss never reaches B's branch."""
+    torch.manual_seed(0)
+    model = build_network({"encoder": "resnet18", "sharing": "cascaded", "num_classes": 3,
+                           "cascade_first": first})
+    losses = {"depth": lambda out: out.depth.mean(),
+              "semantic": lambda out: out.semantic_logits.logsumexp(1).mean()}
+    image = torch.randn(1, 3, 64, 64)
+    groups = model.parameter_groups()
+    assert any(n.startswith(f"cascade_to_{second}.") for n, _ in model.named_parameters())
+    losses[second](model(image)).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in groups[first])
+    model.zero_grad(set_to_none=True)
+    losses[first](model(image)).backward()
+    assert all(p.grad is None for p in groups[second])
+    with torch.no_grad():  # B's prediction follows A's
+        before = model.eval()(image)
+        getattr(model, f"{first}_head").bias[0] += 2.0
+        after = model(image)
+    changed = {"depth": not torch.equal(before.depth, after.depth),
+               "semantic": not torch.equal(before.semantic_logits, after.semantic_logits)}
+    assert changed == {first: True, second: True}
+    if first == "semantic":
+        with pytest.raises(SynergyError, match="cannot change"):
+            model.replace_semantic_head(5)
 
 
 def test_separate_branches_do_not_exchange_gradients():

@@ -122,10 +122,12 @@ def test_weak_supervision_freezes_the_other_branch(tmp_path):
     assert trainer.schedule_order == [0, 1, 0, 1]
     groups = trainer.model.parameter_groups()
     loaders = trainer._loaders(0, 0)
-    for loader, kind, frozen, active in ((loaders[0], "depth", ("semantic", "semantic_head"),
-                                          ("depth", "encoder", "sharing")),
-                                         (loaders[1], "semantic", ("depth",),
-                                          ("semantic", "semantic_head", "encoder"))):
+    for loader, kind, frozen, active in ((loaders[0], "depth",
+                                          ("semantic", "semantic_sharing", "semantic_head"),
+                                          ("depth", "encoder", "depth_sharing")),
+                                         (loaders[1], "semantic", ("depth", "depth_sharing"),
+                                          ("semantic", "semantic_head", "encoder",
+                                           "semantic_sharing"))):
         batch = next(iter(loader))
         assert batch_kind(batch) == kind
         before = {name: [p.detach().clone() for p in groups[name]] for name in groups}
@@ -138,6 +140,64 @@ def test_weak_supervision_freezes_the_other_branch(tmp_path):
             assert all(torch.equal(a, b) for a, b in zip(before[name], groups[name])), name
         for name in active:
             assert any(not torch.equal(a, b) for a, b in zip(before[name], groups[name])), name
+
+
+def test_weak_supervision_gradients_of_the_lateral_weights(tmp_path):
+    """Sec. 8 + Table 3: a depth batch leaves gamma (semantic side) without gradient, a
+    semantics batch leaves phi (depth side) without; the active side's weights get one."""
+    config = _tiny("train.mode=alternating",
+                   "data.train=[{type: synthetic, num_samples: 4, targets: [depth]}, "
+                   "{type: synthetic, num_samples: 4, first_seed: 50, targets: [labels]}]")
+    trainer = Trainer(config, tmp_path / "run")
+    units = dict(trainer.model.decoder.units.named_parameters())
+    assert sorted({n.split(".")[-1] for n in units}) == ["gamma_d", "gamma_s", "phi_d", "phi_s"]
+    for loader, kind, idle, used in ((trainer._loaders(0, 0)[0], "depth", "gamma_", "phi_"),
+                                     (trainer._loaders(0, 0)[1], "semantic", "phi_", "gamma_")):
+        batch = next(iter(loader))
+        assert trainer._train_step(batch, kind)[0] is not None
+        for name, param in units.items():
+            leaf = name.split(".")[-1]
+            if leaf.startswith(idle):
+                assert param.grad is None or not param.grad.any(), (kind, name)
+            elif leaf in ("phi_s", "gamma_d"):  # the cross weights carry the other stream
+                assert param.grad is not None and param.grad.abs().sum() > 0, (kind, name)
+
+
+@pytest.mark.parametrize("order", [["semantic", "depth"], ["depth", "semantic"]])
+def test_sequential_mode_trains_task_a_then_fine_tunes_on_task_b(tmp_path, order):
+    """Table 1 'Finet.': first only task A's loss, then only task B's from those weights."""
+    config = _tiny("model.sharing=separate", "train.mode=sequential",
+                   f"train.task_order=[{order[0]}, {order[1]}]", "train.epochs=2",
+                   "schedule.name=poly", "data.val=null")  # 3 batches x 2 epochs = 6 steps
+    trainer = Trainer(config, tmp_path / "run")
+    assert [trainer.stage(s)[0] for s in range(6)] == [order[0]] * 3 + [order[1]] * 3
+    groups = trainer.model.parameter_groups()
+    head = {"depth": "depth", "semantic": "semantic_head"}
+    snapshots = [[p.detach().clone() for p in groups[head[order[1]]]]]
+    trainer._open_logs()
+    for epoch in range(2):
+        trainer.state.epoch, trainer.state.epoch_step = epoch, 0
+        for batch, data_s in trainer._epoch_batches(trainer._loaders(epoch, 0)):
+            trainer._one_step(batch, data_s, None)
+            if trainer.state.step == 3:
+                snapshots.append([p.detach().clone() for p in groups[head[order[1]]]])
+    trainer._close_logs()
+    rows = _log(tmp_path / "run" / "train_log.csv")
+    names = {"depth": DEPTH_LOSSES, "semantic": SEMANTIC_LOSSES}
+    for row, task in zip(rows, [order[0]] * 3 + [order[1]] * 3):
+        assert row["kind"] == task
+        assert all(row[n] == "" for n in names[order[1] if task == order[0] else order[0]])
+        assert any(row[n] != "" for n in names[task])
+    lrs = [float(row["lr"]) for row in rows]
+    assert lrs[3] == pytest.approx(1e-3) and lrs[2] < lrs[0]  # the schedule restarts
+    # task B's branch (separate decoders) is untouched in stage A and learns in stage B
+    assert all(torch.equal(a, b) for a, b in zip(snapshots[0], snapshots[1]))
+    assert any(not torch.equal(a, b) for a, b in zip(snapshots[1], groups[head[order[1]]]))
+
+
+def test_sequential_mode_checks_its_order():
+    with pytest.raises(SynergyError, match="task_order"):
+        _tiny("train.mode=sequential", "train.task_order=[depth, depth]")
 
 
 def test_init_checkpoint_replaces_only_the_semantic_head_and_group_lrs(tmp_path):
@@ -155,8 +215,8 @@ def test_init_checkpoint_replaces_only_the_semantic_head_and_group_lrs(tmp_path)
         else:
             assert torch.equal(own[key], value), key
     lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
-    assert lrs == {"encoder": 1e-4, "depth": 1e-4, "semantic": 1e-4, "sharing": 1e-4,
-                   "semantic_head": 1e-2}
+    assert lrs == {"encoder": 1e-4, "depth": 1e-4, "semantic": 1e-4, "depth_sharing": 1e-4,
+                   "semantic_sharing": 1e-4, "semantic_head": 1e-2}
     with pytest.raises(SynergyError, match="replace_semantic_head=true"):
         Trainer(_tiny(f"init.checkpoint={tmp_path / 'nyu.pt'}",
                       "init.replace_semantic_head=false"), tmp_path / "run2")

@@ -140,12 +140,14 @@ def to_markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Parameters per group", "",
               "| encoder | up-conv | encoder+conv2 | depth | semantic | sharing | "
-              "semantic_head | total |", "|---|---|---|---|---|---|---|---|"]
+              "depth_sharing | semantic_sharing | semantic_head | total |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["results"]:
         p = row["params"]
-        keys = ("encoder", "depth", "semantic", "sharing", "semantic_head", "total")
+        keys = ("encoder", "depth", "semantic", "sharing", "depth_sharing", "semantic_sharing",
+                "semantic_head", "total")
         lines.append(f"| {row['encoder']} | {row['upconv']} | "
-                     + " | ".join(f"{p[k]:,}" for k in keys) + " |")
+                     + " | ".join(f"{p.get(k, 0):,}" for k in keys) + " |")
     lines += ["", "The supplementary (Table 3) gives the layer layout of the ResNet-50 model "
               "but no parameter count; the counts above follow Table 3's channels (conv2 "
               "2048->1024, up-convs 1024->512->256->128->64, heads 64->1 and 64->40). The "

@@ -27,6 +27,11 @@ MODEL_FORMAT_VERSION = 1
 ONNX_META_KEY = "synergy_ros.meta"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Network config fields added after model files were first written, with the value that
+#: reproduces what a file without the field computed (``ModelMeta.network`` is filled with
+#: them on load). ``depth_head``: files before it had the sigmoid head; new configs default
+#: to softplus (synergy_ros.network.config).
+LEGACY_NETWORK_FIELDS = {"depth_head": "sigmoid"}
 
 
 @dataclasses.dataclass
@@ -34,7 +39,8 @@ class ModelMeta:
     """Everything needed to run a model besides its weights.
 
     Attributes:
-        network: the network config dict (``synergy_ros.network.NetworkConfig.to_dict()``).
+        network: the network config dict (``synergy_ros.network.NetworkConfig.to_dict()``);
+            fields missing from an older file take ``LEGACY_NETWORK_FIELDS``.
         class_names: one name per semantic class id (len = number of classes).
         palette: one (r, g, b) 0-255 colour per class id.
         input_size: (height, width) in pixels the model runs at; images are resized to it.
@@ -55,7 +61,9 @@ class ModelMeta:
     extra: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Normalise sequence types and check internal consistency."""
+        """Normalise sequence types, fill legacy network fields, check consistency."""
+        if isinstance(self.network, dict):
+            self.network = {**LEGACY_NETWORK_FIELDS, **self.network}
         self.input_size = tuple(int(v) for v in self.input_size)
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)

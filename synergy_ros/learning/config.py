@@ -107,8 +107,15 @@ SCHEMA: dict = {
     "train": {
         "mode": Key("supervised", "str", "supervised: joint depth+semantic loss per batch; "
                                          "alternating: weakly supervised, per-dataset batches "
-                                         "with the other branch frozen",
-                    choices=("supervised", "alternating")),
+                                         "with the other branch frozen; sequential: the "
+                                         "fine-tuned schedule of Table 1 (train.task_order)",
+                    choices=("supervised", "alternating", "sequential")),
+        "task_order": Key(["depth", "semantic"], "list", "sequential: train the first task "
+                                                         "alone, then fine-tune on the second "
+                                                         "from it ([depth, semantic] or "
+                                                         "[semantic, depth])"),
+        "first_fraction": Key(0.5, "float", "sequential: fraction of the steps spent on the "
+                                            "first task; the lr schedule restarts per stage"),
         "epochs": Key(10, "int", "epochs over the training data"),
         "max_steps": Key(None, "int", "stop after this many optimizer steps in total "
                                       "(null: epochs decide)", optional=True),
@@ -404,6 +411,14 @@ def check_config(config: dict) -> None:
     if config["train"]["mode"] == "alternating" and len(data["train"]) < 2:
         raise SynergyError("train.mode 'alternating' needs at least two data.train datasets "
                            "(e.g. a depth-only and a semantics-only one)")
+    train = config["train"]
+    if train["mode"] == "sequential":
+        if sorted(train["task_order"]) != ["depth", "semantic"]:
+            raise SynergyError(f"train.task_order must be [depth, semantic] or [semantic, "
+                               f"depth], got {train['task_order']}")
+        if not 0 < train["first_fraction"] < 1:
+            raise SynergyError(f"train.first_fraction must be in (0, 1), got "
+                               f"{train['first_fraction']}")
     if config["optim"]["lr"] <= 0:
         raise SynergyError(f"optim.lr must be > 0, got {config['optim']['lr']}")
     for bound in config["val"]["depth_ranges"]:

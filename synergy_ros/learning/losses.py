@@ -7,15 +7,20 @@ is 0 (finite, still connected to the graph so ``backward()`` works).
 - ``l2``: mean squared depth error (Table 8's baseline).
 - ``depth_attention`` (L_DA): mean((alpha_D + lambda_D) * |d - d_hat|) with
   alpha_D = d / max(d) per image (the GT depth normalised to [0, 1]) and
-  lambda_D = 1 - min(l, l_hat) / max(l, l_hat) where l = log(1 + d). The paper writes log d;
-  log d <= 0 for d <= 1 m makes the ratio undefined (0/0 at 1 m) or flips its sign, so we use
-  log(1 + d), which is positive and monotonic for every depth > 0 and ~log d for far depths.
-  alpha_D and lambda_D are weights: they are detached (no gradient flows through them).
+  lambda_D = 1 - min(l, l_hat) / max(l, l_hat). Where both d and d_hat are > 1 m, l = log d,
+  the paper's form. log d <= 0 at or below 1 m makes the paper's ratio undefined (0/0 at 1 m)
+  or flips its sign, so where either depth is <= 1 m we use l = log(1 + d), positive and
+  monotonic for every depth > 0 (``log1p`` everywhere would roughly halve lambda_D at 2-3 m
+  indoors). lambda_D is in [0, 1] in both regions; it jumps where a depth crosses 1 m, which
+  is harmless for a detached weight. alpha_D and lambda_D are detached (no gradient).
 - ``focal`` (L_semF): -alpha (1 - p_t)^gamma log p_t, alpha = 0.25, gamma = 2, averaged over
   labelled pixels.
 - ``cross_entropy``: plain pixel-wise CE (the semantic loss of Table 8's rows without L_semF).
-- ``joint_gradient`` (L_JG): mean |Sobel_x(d_hat) - Sobel_x(d)| + |Sobel_y(d_hat) - Sobel_y(d)|
-  over pixels whose 3x3 neighbourhood has valid depth (Sobel / 8: metres per pixel). Optional
+- ``joint_gradient`` (the L_JG slot of Table 8; ``depth_gradient_loss``): a depth-gradient
+  loss, mean |Sobel_x(d_hat) - Sobel_x(d)| + |Sobel_y(d_hat) - Sobel_y(d)| over pixels whose
+  3x3 neighbourhood has valid depth (Sobel / 8: metres per pixel). The main paper's exact
+  L_JG (its joint depth/semantic gradient term) could not be retrieved here (docs/model.md),
+  so the default is what it is: depth gradients only; the config key keeps the name. Optional
   semantic boundary term (``semantic_boundary_weight`` beta, default 0 = off): the per-pixel
   error is weighted by (1 + beta * b) with b = 1 where the GT label changes within the 3x3
   neighbourhood. Object boundaries are where depth discontinuities concentrate and where the
@@ -82,8 +87,10 @@ def _depth_attention_weights(pred: torch.Tensor, mask: torch.Tensor,
     with torch.no_grad():
         per_image_max = gt.flatten(1).amax(dim=1).clamp(min=1e-12)
         alpha = gt / per_image_max.view(-1, *([1] * (gt.dim() - 1)))
-        log_gt = torch.log1p(gt)
-        log_pred = torch.log1p(pred.detach().clamp(min=0))
+        pred = pred.detach().clamp(min=0)
+        paper = (gt > 1) & (pred > 1)  # the paper's log d is positive only here
+        log_gt = torch.where(paper, torch.log(gt.clamp(min=1)), torch.log1p(gt))
+        log_pred = torch.where(paper, torch.log(pred.clamp(min=1)), torch.log1p(pred))
         high = torch.maximum(log_gt, log_pred)
         low = torch.minimum(log_gt, log_pred)
         lam = 1 - low / high.clamp(min=1e-12)
@@ -157,10 +164,14 @@ def semantic_boundaries(labels: torch.Tensor) -> torch.Tensor:
     return (high != low) & ~ignored
 
 
-def joint_gradient_loss(pred: torch.Tensor, depth_gt: torch.Tensor,
+def depth_gradient_loss(pred: torch.Tensor, depth_gt: torch.Tensor,
                         labels: Optional[torch.Tensor] = None,
                         semantic_boundary_weight: float = 0.0) -> torch.Tensor:
-    """L_JG: Sobel depth-gradient matching (see the module docstring), (B,1,H,W) metres."""
+    """Sobel depth-gradient matching, the ``joint_gradient`` term (module docstring), metres.
+
+    pred, depth_gt: (B, 1, H, W) metres; labels (B, H, W) only for the optional boundary
+    weight ``semantic_boundary_weight`` (0 = off, the default).
+    """
     valid, gt = _valid_depth(depth_gt)
     mask = _erode3x3(valid)
     pred_x, pred_y = sobel_gradients(pred)
@@ -226,7 +237,7 @@ class SynergyLoss:
         if name == "depth_attention":
             return depth_attention_loss(pred, depth_gt)
         if name == "joint_gradient":
-            return joint_gradient_loss(pred, depth_gt, labels, self.semantic_boundary_weight)
+            return depth_gradient_loss(pred, depth_gt, labels, self.semantic_boundary_weight)
         if name == "cross_entropy":
             return cross_entropy_loss(logits, labels)
         return focal_loss(logits, labels)

@@ -13,6 +13,13 @@ One :class:`Trainer` serves every config (``config/train_*.yaml``):
   the ``depth`` group. The shared encoder and the sharing units are updated from the active
   loss only. Activations still flow through both branches (the lateral sharing units mix
   them), so the frozen branch's BatchNorm running statistics keep updating.
+- **sequential** (the "fine-tuned" structure of supplementary Sec. 2 / Table 1: "first train a
+  network on the data from A, and then fine-tune this network with the new data from B"):
+  the first ``train.first_fraction`` of the steps minimise only task A's loss terms
+  (``train.task_order[0]``), the rest only task B's, each stage freezing the other task's
+  branch as an alternating step of that kind does; the learning-rate schedule (with its
+  warm-up) restarts at the second stage. The stage follows from the step count, so resuming
+  lands in the right stage.
 
 A run folder holds ``config.yaml`` (the resolved config), ``last.pt`` (resumable checkpoint,
 written every epoch, every ``train.checkpoint_every`` steps and on Ctrl-C / SIGTERM),
@@ -30,6 +37,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +58,10 @@ from synergy_ros.network import build_network, load_encoder_weights
 from synergy_ros.runtime.device import torch_device
 
 #: Frozen parameter groups per batch kind in alternating mode.
-FROZEN_GROUPS = {"depth": ("semantic", "semantic_head"), "semantic": ("depth",), "joint": ()}
+#: Table 3 places phi (depth_sharing) in the depth branch and gamma (semantic_sharing) in the
+#: semantic branch, so each is frozen with its branch (supplementary Sec. 8).
+FROZEN_GROUPS = {"depth": ("semantic", "semantic_sharing", "semantic_head"),
+                 "semantic": ("depth", "depth_sharing"), "joint": ()}
 SEMANTIC_METRIC_KEYS = ("pixel_acc", "mean_acc", "miou")
 STEP_COLUMNS = ("step", "epoch", "kind", "loss", "lr", "head_lr", "skipped", "step_s",
                 "data_s")
@@ -198,8 +209,12 @@ class Trainer:
             total = min(total, config["train"]["max_steps"])
         self.total_steps = total
         schedule = config["schedule"]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, self.total_steps, schedule))
+
+        def factor(step: int) -> float:
+            _, start, length = self.stage(step)
+            return lr_factor(step - start, length, schedule)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.amp_enabled = bool(config["train"]["amp"]) and self.device.type == "cuda"
         self.amp_dtype = getattr(torch, config["train"]["amp_dtype"])
         self.scaler = torch.amp.GradScaler(
@@ -210,6 +225,21 @@ class Trainer:
         self.forward_model = self._wrap_model()
         self._csv_handle: Any = None
         self._tensorboard: Any = None
+
+    def stage(self, step: int) -> tuple[str | None, int, int]:
+        """(task of ``step`` or None, first step of its stage, stage length in steps).
+
+        Only ``train.mode: sequential`` has two stages (task_order[0], then [1]); every other
+        mode is one stage without a fixed task (the batch decides).
+        """
+        train = self.config["train"]
+        if train["mode"] != "sequential":
+            return None, 0, self.total_steps
+        first = min(max(1, round(self.total_steps * train["first_fraction"])),
+                    self.total_steps - 1)
+        if step < first:
+            return train["task_order"][0], 0, first
+        return train["task_order"][1], first, self.total_steps - first
 
     # ------------------------------------------------------------------ construction
     def _resume_path(self, resume: str | None) -> Path | None:
@@ -234,6 +264,7 @@ class Trainer:
             load_encoder_weights(model, init["encoder_weights"])
         if init["checkpoint"]:
             payload = load_model_file(init["checkpoint"], weights_only=True)
+            _check_depth_head(payload["meta"].network, model.config, str(init["checkpoint"]))
             source_classes = payload["meta"].num_classes
             skip: tuple[str, ...] = ()
             if source_classes != model.num_classes:
@@ -327,7 +358,7 @@ class Trainer:
 
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self.config["train"]["mode"] == "alternating")
+                find_unused_parameters=self.config["train"]["mode"] != "supervised")
         return model
 
     def meta(self, extra: dict | None = None) -> Any:
@@ -348,19 +379,27 @@ class Trainer:
         current = self.model.config.to_dict()
         if saved != current:
             diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            legacy = (" (a run started before model.depth_head existed: resume with --set "
+                      f"model.depth_head={saved['depth_head']})" if "depth_head" in diff else "")
             raise SynergyError(f"checkpoint {path} was trained with a different network ("
                                + ", ".join(f"{k}: {saved.get(k)!r} vs {current.get(k)!r}"
                                            for k in diff)
-                               + "); resume with the run's config.yaml, or start a new run "
-                               f"from its weights with --set init.checkpoint={path}")
+                               + "); resume with the run's config.yaml" + legacy + ", or start "
+                               f"a new run from its weights with --set init.checkpoint={path}")
         training = payload["training"]
         load_weights(self.model, payload["state_dict"], str(path))
         try:
             self.optimizer.load_state_dict(training["optimizer"])
             self.scheduler.load_state_dict(training["scheduler"])
         except (ValueError, KeyError) as exc:
+            saved_groups = [g.get("name") for g in training["optimizer"]["param_groups"]]
+            split = ("; it was written before the 'sharing' parameter group was split into "
+                     "depth_sharing / semantic_sharing, so its optimizer state cannot resume: "
+                     f"start a new run from its weights with --set init.checkpoint={path}"
+                     if "sharing" in saved_groups and "depth_sharing" not in saved_groups
+                     else "; resume with the run's config.yaml")
             raise SynergyError(f"checkpoint {path}: optimizer/scheduler state does not match "
-                               f"this config ({exc}); resume with the run's config.yaml") from exc
+                               f"this config ({exc}){split}") from exc
         if training.get("scaler"):
             self.scaler.load_state_dict(training["scaler"])
         restore_rng_state(training["rng"])
@@ -475,7 +514,7 @@ class Trainer:
     def _train_step(self, batch: dict, kind: str) -> tuple[float | None, dict]:
         import torch
 
-        alternating = self.config["train"]["mode"] == "alternating"
+        alternating = self.config["train"]["mode"] in ("alternating", "sequential")
         use_depth = not alternating or kind != "semantic"
         use_labels = not alternating or kind != "depth"
         image = batch["image"].to(self.device, non_blocking=True)
@@ -564,7 +603,7 @@ class Trainer:
 
     def _one_step(self, batch: dict, data_s: float, progress: Any) -> None:
         start = time.perf_counter()
-        kind = batch_kind(batch)
+        kind = self.stage(self.state.step)[0] or batch_kind(batch)
         loss, parts = self._train_step(batch, kind)
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
         self.scheduler.step()
@@ -684,7 +723,7 @@ def validate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any 
                                 labels if bool(has_labels.any()) else None)
                 loss_sum += float(total)
             batches += 1
-            pred_depth = output.depth[:, 0].cpu()
+            pred_depth = model.clamp_depth(output.depth)[:, 0].cpu()
             pred_labels = output.semantic_logits.argmax(1).cpu()
             for i in range(image.shape[0]):
                 if bool(has_depth[i]):
@@ -698,6 +737,31 @@ def validate(model: Any, loader: Any, depth_ranges: Any, device: Any, loss: Any 
     metrics.update({k: float(semantic[k]) for k in SEMANTIC_METRIC_KEYS})
     metrics["images"] = int(overall["images"])
     return metrics, ranges.to_markdown()
+
+
+def _check_depth_head(source: dict, config: Any, path: str) -> None:
+    """Refuse weights trained for another depth head; warn when a sigmoid head's range moves.
+
+    The softplus head predicts metres independent of ``max_depth``, so starting an outdoor run
+    (80 m) from an indoor model (10 m) keeps its depths. The sigmoid head maps the same raw
+    output to min + (max - min) * sigmoid(x): a new range rescales every prediction.
+    """
+    head = source.get("depth_head")
+    if head != config.depth_head:
+        raise SynergyError(f"init.checkpoint {path} was trained with depth_head={head!r} but "
+                           f"the config builds depth_head={config.depth_head!r}; the same "
+                           "weights would predict other depths. Set "
+                           f"model.depth_head={head} (model files written before the field "
+                           "existed have the sigmoid head)")
+    old_span = float(source["max_depth"]) - float(source["min_depth"])
+    new_span = config.max_depth - config.min_depth
+    if head == "sigmoid" and abs(new_span - old_span) > 1e-9 * old_span:
+        warnings.warn(f"init.checkpoint {path} has a sigmoid depth head for "
+                      f"{source['min_depth']}-{source['max_depth']} m; with "
+                      f"{config.min_depth}-{config.max_depth} m every initial prediction is "
+                      f"scaled by ~{new_span / old_span:.3g} (e.g. an indoor model starting an "
+                      "outdoor run). Training has to undo that; a softplus-head source model "
+                      "keeps its metres (docs/model.md)", stacklevel=3)
 
 
 def _float_output(output: Any) -> Any:

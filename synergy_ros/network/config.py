@@ -11,10 +11,15 @@ SHARING_MODES = ("lateral", "separate", "cascaded", "merge_in", "branch_out")
 GRANULARITIES = ("scalar", "channel")
 UPCONV_MODES = ("bilinear", "upproj")
 CASCADE_ORDERS = ("semantic", "depth")
+DEPTH_HEADS = ("softplus", "sigmoid")
 NUM_UPCONVS = 4
 
 #: Parameter groups of the network (optimizer groups, freezing); see SynergyNet.parameter_groups.
-PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "semantic_head")
+#: ``depth_sharing`` holds the lateral weights phi that form the depth stream and
+#: ``semantic_sharing`` the gamma of the semantic stream (Table 3 puts them in those branches);
+#: ``sharing`` the up-convs both tasks share (merge_in / branch_out).
+PARAMETER_GROUPS = ("encoder", "depth", "semantic", "sharing", "depth_sharing",
+                    "semantic_sharing", "semantic_head")
 
 
 @dataclasses.dataclass
@@ -27,7 +32,7 @@ class NetworkConfig:
         sharing: information sharing between the decoders (Tables 1-3 of the supplementary):
             ``lateral`` (proposed: learned sharing units after every up-conv),
             ``separate`` (fine-tuned baseline: two independent decoders),
-            ``cascaded`` (the first branch feeds the second after every up-conv),
+            ``cascaded`` (the first branch's prediction feeds the second branch),
             ``merge_in`` (separate up-convs, then the last ``shared_layers`` shared),
             ``branch_out`` (the first ``shared_layers`` up-convs shared, then two branches).
         sharing_granularity: ``scalar`` (one weight per unit and direction, as the paper's
@@ -43,8 +48,15 @@ class NetworkConfig:
         decoder_width: channels of ``conv2`` (the decoder input at 1/32); the up-convs halve
             it four times (1024 -> 512, 256, 128, 64 for ResNet-50/101). None: half the
             encoder output (1024 for ResNet-50/101, 256 for ResNet-18/34). Multiple of 16.
-        min_depth, max_depth: the depth head outputs
-            ``min_depth + (max_depth - min_depth) * sigmoid(x)`` metres.
+        depth_head: how the raw depth output x becomes metres. ``softplus`` (default):
+            ``min_depth + softplus(x)``, unbounded above, 1 m per unit of x far from
+            ``min_depth``, so far pixels keep their gradient; predictions are clamped to
+            (min_depth, max_depth) only where they leave the network (``clamp_depth``: the
+            deployed graph, validation metrics). ``sigmoid`` (the head of model files written
+            before this field existed): ``min_depth + (max_depth - min_depth) * sigmoid(x)``,
+            bounded, but its slope falls to ~0.1 m per unit at 99 % of ``max_depth``.
+        min_depth, max_depth: valid depth range in metres (the sigmoid head's range; the
+            softplus head is clamped to it at inference).
         frozen_bn: keep the encoder's BatchNorm in eval mode with frozen affine parameters.
             Meant for fine-tuning from ImageNet weights (small batches); a randomly initialised
             encoder has zero-initialised residual BN scales that would then never train.
@@ -61,6 +73,7 @@ class NetworkConfig:
     decoder_width: int | None = None
     min_depth: float = 1e-3
     max_depth: float = 10.0
+    depth_head: str = "softplus"
     frozen_bn: bool = False
 
     def __post_init__(self) -> None:
@@ -68,7 +81,7 @@ class NetworkConfig:
         problems = []
         choices = {"encoder": ENCODERS, "sharing": SHARING_MODES,
                    "sharing_granularity": GRANULARITIES, "upconv": UPCONV_MODES,
-                   "cascade_first": CASCADE_ORDERS}
+                   "cascade_first": CASCADE_ORDERS, "depth_head": DEPTH_HEADS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 problems.append(f"{name}={getattr(self, name)!r} (choose {', '.join(valid)})")

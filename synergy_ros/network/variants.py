@@ -8,15 +8,16 @@ up-conv:
 sharing      shared up-convs             units after up-conv 1..3
 ===========  ==========================  ===============================================
 lateral      none                        both directions learned (the proposed model)
-separate     none                        none (fine-tuned baseline: no cross weights)
-cascaded     none                        one direction: first branch -> second, init 1
+separate     none                        none (independent decoders, shared encoder)
+cascaded     none                        none; the first branch's prediction feeds the
+                                         second branch's head (SynergyNet, ``cascade_to_*``)
 branch_out   first ``shared_layers``     none
 merge_in     last ``shared_layers``      none; the streams are averaged into the first
                                          shared up-conv
 ===========  ==========================  ===============================================
 
-"Fine-tuned" in Table 1 is a training schedule (train one task, then fine-tune on the other);
-the network for it is ``separate``, the schedule belongs to the trainer.
+"Fine-tuned" in Table 1 is a training schedule (train one task, then fine-tune on the other):
+the network is ``separate`` and the trainer runs the schedule (``train.mode: sequential``).
 """
 from __future__ import annotations
 
@@ -27,8 +28,6 @@ from torch import nn
 
 from synergy_ros.network.config import NUM_UPCONVS, NetworkConfig
 from synergy_ros.network.decoder import UPCONV_BLOCKS, SharingUnit
-
-CASCADE_CROSS_INIT = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +54,6 @@ def decoder_plan(config: NetworkConfig) -> DecoderPlan:
     units = [none] * (NUM_UPCONVS - 1)
     if config.sharing == "lateral":
         units = [UnitSpec(True, True, config.sharing_init)] * (NUM_UPCONVS - 1)
-    elif config.sharing == "cascaded":
-        semantic_first = config.cascade_first == "semantic"
-        units = [UnitSpec(semantic_first, not semantic_first, CASCADE_CROSS_INIT)] * (
-            NUM_UPCONVS - 1)
     elif config.sharing == "branch_out":
         shared = [k < config.shared_layers for k in range(NUM_UPCONVS)]
     elif config.sharing == "merge_in":

@@ -2,8 +2,10 @@
 
 :class:`DeployGraph` is the exact computation that is exported to ONNX (and from there to
 TensorRT) and that the torch backend runs, so every backend computes the same outputs:
-image (B, 3, h, w) float32 normalised -> depth (B, 1, h, w) float32 metres, labels (B, h, w)
-int32 (argmax over the semantic logits), optionally attention (B, 1, h', w') float32.
+image (B, 3, h, w) float32 normalised -> depth (B, 1, h, w) float32 metres clamped to the
+model's (min_depth, max_depth) (``SynergyNet.clamp_depth``: the softplus head is unbounded in
+training), labels (B, h, w) int32 (argmax over the semantic logits), optionally attention
+(B, 1, h', w') float32.
 """
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ class DeployGraph(torch.nn.Module):
         """image (B, 3, h, w) float32 -> depth (B,1,h,w) m, labels (B,h,w) int32[, att]."""
         dtype = next(self.net.parameters()).dtype
         out = self.net(image.to(dtype), return_attention=self.with_attention)
-        depth = out.depth.float()
+        depth = self.net.clamp_depth(out.depth).float()
         labels = out.semantic_logits.argmax(dim=1).to(torch.int32)
         if self.with_attention:
             if out.attention is None:
