@@ -12,6 +12,11 @@ EPILOG = """examples:
     synergy evaluate --bag run.mcap --image-topic /camera/image_raw \\
         --gt-topic /camera/depth_gt --semantic-gt-topic /camera/semantic_gt \\
         --model models/synergy_demo_r18.pt --json metrics.json --plots plots/
+  raw vs median-aligned vs ground-plane scale, side by side (camera 1.2 m above the floor):
+    synergy evaluate --bag run.mcap --image-topic /camera/image_raw \\
+        --gt-topic /camera/depth_gt --camera-info-topic /camera/camera_info \\
+        --model models/synergy_demo_r18.pt --align median \\
+        --scale-correction ground_plane --camera-height 1.2
   prediction mode (score depth already recorded, e.g. the node's output):
     synergy evaluate --bag runs/demo/bag --pred-topic /synergy/depth \\
         --pred-semantic-topic /synergy/semantic --label-set synthetic \\
@@ -27,6 +32,13 @@ def _ranges(text: str) -> tuple[float, ...]:
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"--ranges wants positive metres like 4,6,8, got {text!r}")
     return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"want class names like floor,floor mat, got {text!r}")
+    return names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +98,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scoring.add_argument("--label-set", help="class names/palette for prediction mode: "
                                              "synthetic, nyu40, cityscapes19, cityscapes21")
     scoring.add_argument("--num-classes", type=int, help="prediction mode without a label set")
+    scale = parser.add_argument_group("scale alignment (scored beside the raw prediction)")
+    scale.add_argument("--align", choices=("none", "median"), default="none",
+                       help="median: also score each image scaled by median(GT) / "
+                            "median(prediction), the protocol for scale-ambiguous models")
+    scale.add_argument("--scale-correction", choices=("off", "ground_plane"), default="off",
+                       help="model mode, ground_plane: also score the depth scaled by "
+                            "camera_height / (camera-to-plane distance of the predicted ground "
+                            "pixels), smoothed over frames as the node would; needs "
+                            "--camera-height and --camera-info-topic")
+    scale.add_argument("--camera-height", type=float, metavar="M",
+                       help="height of the camera's optical centre above the ground (metres)")
+    scale.add_argument("--ground-classes", type=_names, metavar="A,B",
+                       help="ground class names of the model's label set (default per label "
+                            "set: synthetic floor; nyu40 floor, floor mat; cityscapes road, "
+                            "sidewalk, terrain)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--json", type=Path, metavar="OUT", help="write all results as JSON")
     out.add_argument("--csv", type=Path, metavar="OUT", help="write per-frame metrics as CSV")
@@ -122,7 +149,9 @@ def options_from_args(args: argparse.Namespace):
         num_classes=args.num_classes, json_path=args.json, csv_path=args.csv,
         markdown_path=args.markdown, plots_dir=args.plots, output_bag=args.output_bag,
         output_prefix=args.output_prefix, num_samples=args.samples, max_frames=args.max_frames,
-        workers=args.workers, progress=not args.no_progress)
+        workers=args.workers, progress=not args.no_progress, align=args.align,
+        scale_correction=args.scale_correction, camera_height=args.camera_height,
+        ground_classes=args.ground_classes)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,9 @@ requested output, with ``status`` saying how far it got.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -35,11 +37,14 @@ import numpy as np
 from synergy_ros.bags import bagio
 from synergy_ros.bags.matching import DEFAULT_WINDOW_NS, MatchedFrame, StampMatcher
 from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.ground_plane import ScaleConfig, ScaleEstimator, ScaleState
 from synergy_ros.core.labels import get_label_set
+from synergy_ros.core.obstacles import resolve_class_roles
+from synergy_ros.evaluation.metrics import depth_metrics, median_scale
 from synergy_ros.evaluation.scoring import (FrameScores, ScoringAccumulator, merge_range_tables,
                                             merged_semantic)
 from synergy_ros.evaluation.streaming import OrderedPool, ReadError, default_workers, prefetch
-from synergy_ros.evaluation.writers import EvaluationWriters
+from synergy_ros.evaluation.writers import ALIGNED_CSV_KEYS, EvaluationWriters
 from synergy_ros.ros.conversions import (camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb,
                                          stamp_ns)
 from synergy_ros.ros.decoding import (depth_from_cloud, depth_from_image, labels_from_image,
@@ -54,6 +59,10 @@ INDOOR_RANGES = (4.0, 6.0, 8.0)
 OUTDOOR_RANGES = (20.0, 40.0, 80.0)
 RESIZE_NOTE = ("predictions of another size are resized to the ground truth's size "
                "(bilinear for depth, nearest neighbour for labels)")
+#: ``--align`` choices: none, or per-image median scaling (median(GT) / median(prediction)).
+ALIGN_MODES = ("none", "median")
+#: ``--scale-correction`` choices: off, or the ground-plane scale (needs --camera-height).
+SCALE_CORRECTIONS = ("off", "ground_plane")
 
 
 @dataclasses.dataclass
@@ -94,11 +103,22 @@ class EvaluateOptions:
     match_window_s: float = DEFAULT_WINDOW_NS / 1e9
     workers: int = 0
     progress: bool = True
+    align: str = "none"
+    scale_correction: str = "off"
+    camera_height: float | None = None
+    ground_classes: tuple[str, ...] | None = None
 
     @property
     def mode(self) -> str:
         """``model`` or ``prediction``."""
         return "model" if self.model else "prediction"
+
+    @property
+    def alignments(self) -> tuple[str, ...]:
+        """The aligned variants scored beside the raw prediction (``median``, ``ground_plane``)."""
+        return tuple(name for name, on in (("median", self.align == "median"),
+                                           ("ground_plane", self.scale_correction
+                                            == "ground_plane")) if on)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +143,7 @@ class _Job:
     camera_info: Any = None
     rgb: np.ndarray | None = None
     prediction: Any = None  # model mode: the runtime Prediction (depth m, labels)
+    scale_state: ScaleState | None = None  # --scale-correction ground_plane: after this frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +176,9 @@ class Evaluator:
         self.workers = options.workers or default_workers()
         self._setup_labels()
         self._setup_metrics()
+        self.scale_estimator = self._scale_estimator()
+        self.scale_statuses: collections.Counter = collections.Counter()
+        self.applied_scales: list[float] = []
         anchor = "image" if options.model else "pred"
         optional = [name for name, topic in (("sem_gt", options.semantic_gt_topic),
                                              ("pred_sem", options.pred_semantic_topic)) if topic]
@@ -203,6 +227,18 @@ class Evaluator:
             raise SynergyError("semantic scoring needs the class list: pass --label-set "
                                "(synthetic, nyu40, cityscapes19, cityscapes21) or "
                                "--num-classes N")
+
+    def _scale_estimator(self) -> ScaleEstimator | None:
+        """The ground-plane scale estimator of ``--scale-correction ground_plane``, or None."""
+        options = self.options
+        if options.scale_correction != "ground_plane":
+            return None
+        roles = resolve_class_roles(self.class_names, options.ground_classes, ignored=())
+        try:
+            config = ScaleConfig(camera_height=float(options.camera_height))
+        except ValueError as exc:
+            raise SynergyError(f"--camera-height: {exc}") from None
+        return ScaleEstimator(config, roles)
 
     def _setup_metrics(self) -> None:
         num_classes = (len(self.class_names) if self.options.semantic_gt_topic
@@ -296,7 +332,25 @@ class Evaluator:
         start = time.perf_counter()
         job.prediction = self.predictor.predict(job.rgb)
         self.predict_seconds += time.perf_counter() - start
+        if self.scale_estimator is not None:
+            job.scale_state = self._update_scale(job)
         return job
+
+    def _update_scale(self, job: "_Job") -> ScaleState:
+        """Frame-order step of the ground-plane scale (main thread, after the prediction)."""
+        estimator = self.scale_estimator
+        if job.camera_info is None:
+            self.scale_statuses["no_camera_info"] += 1
+            state = estimator.state
+        else:
+            depth = job.prediction.depth
+            height, width = depth.shape
+            intrinsics = camera_info_to_intrinsics(job.camera_info).scaled(width, height)
+            state = estimator.update(depth, job.prediction.labels, intrinsics,
+                                     stamp_s=job.frame.stamp_ns / 1e9)
+            self.scale_statuses[state.status] += 1
+        self.applied_scales.append(state.scale)
+        return state
 
     def _score_job(self, job: "_Job", worker: int) -> dict:
         """Scoring-thread part of a frame: returns its CSV row and output-bag messages.
@@ -320,8 +374,13 @@ class Evaluator:
         if options.model:
             pred_depth, pred_labels = job.prediction.depth, job.prediction.labels
             if self.writers.writes_bag:
+                prediction = job.prediction
+                if job.scale_state is not None and job.scale_state.confident:
+                    # the depth the node publishes with scale_correction ground_plane
+                    prediction = dataclasses.replace(
+                        prediction, depth=prediction.depth * np.float32(job.scale_state.scale))
                 messages = self.writers.prediction_messages(
-                    job.prediction, job.rgb, frame.items["image"].header, job.camera_info)
+                    prediction, job.rgb, frame.items["image"].header, job.camera_info)
         else:
             pred_depth = depth_from_image(frame.items["pred"])
             pred_labels = (labels_from_image(frame.items["pred_sem"])
@@ -330,6 +389,8 @@ class Evaluator:
         metrics, coverage = acc.score_depth(depth, gt)
         row = {"frame": job.index, "stamp_ns": frame.stamp_ns, "stamp_s": frame.stamp_ns / 1e9,
                "gt_dt_ms": frame.dt_ns("gt") / 1e6, "coverage": coverage, **metrics}
+        if options.alignments:
+            row.update(self._aligned_scores(job, depth, gt))
         labels_gt = labels = None
         if acc.confusion is not None and "sem_gt" in frame.items and pred_labels is not None:
             labels_gt = labels_from_image(frame.items["sem_gt"])
@@ -337,6 +398,35 @@ class Evaluator:
             row["pixel_acc"] = acc.score_labels(labels, labels_gt)
         self.writers.sample(job.index, job.rgb, depth, gt, labels, labels_gt)
         return {"row": row, "messages": messages, "stamp_ns": frame.stamp_ns}
+
+    def _aligned_scores(self, job: "_Job", depth: np.ndarray, gt: np.ndarray) -> dict:
+        """This frame's metrics after each requested alignment, and its CSV columns.
+
+        ``depth`` and ``gt`` (H, W) metres at the ground truth's size. The same pixels as the
+        raw metrics (GT in range, prediction valid); the raw prediction times the median
+        ratio of this image, or times the ground-plane scale the estimator held after it.
+        """
+        options = self.options
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(depth) & (depth > 0)
+        scales = {}
+        if "median" in options.alignments:
+            scales["median"] = median_scale(depth, gt, options.min_depth, options.max_depth,
+                                            valid)
+        if job.scale_state is not None:
+            scales["ground_plane"] = job.scale_state.scale
+        variants, columns = {}, {}
+        for name, scale in scales.items():
+            if math.isfinite(scale):
+                variants[name] = depth_metrics(depth * np.float32(scale), gt, options.min_depth,
+                                               options.max_depth, mask=valid)
+            else:
+                variants[name] = dict.fromkeys(ALIGNED_CSV_KEYS, math.nan)
+            columns[f"scale_{name}"] = scale
+            columns.update({f"{key}_{name}": variants[name][key] for key in ALIGNED_CSV_KEYS})
+        if job.scale_state is not None:
+            columns["ground_plane_status"] = job.scale_state.status
+        return {"aligned": variants, **columns}
 
     def _emit(self, result: dict | None) -> None:
         """Frame-order step: CSV row, per-frame series, output-bag messages."""
@@ -350,6 +440,8 @@ class Evaluator:
             self._first_stamp_ns = row["stamp_ns"]
         self.scores.add_depth(row, row["coverage"], (row["stamp_ns"] - self._first_stamp_ns)
                               / 1e9)
+        if "aligned" in row:
+            self.scores.add_aligned(row["aligned"])
         self.writers.write_frame(row, result["messages"], result["stamp_ns"])
 
     def _decode_gt(self, msg, camera_info) -> np.ndarray:
@@ -393,10 +485,34 @@ class Evaluator:
             "semantic": merged_semantic(self.accumulators, self.class_names) if frames else {},
             "notes": list(self.notes),
         }
+        if options.alignments:
+            result["depth_alignment"] = {"raw": self.scores.depth_means(),
+                                         **self.scores.aligned_means()}
+        if self.scale_estimator is not None:
+            result["ground_plane"] = self._ground_plane_summary()
         if self.scores.bad_frames:
             result["notes"].append(f"{self.scores.bad_frames} frames skipped as malformed: "
                                    f"{self.scores.bad_reasons}")
         return result
+
+    def _ground_plane_summary(self) -> dict:
+        """What the ground-plane scale did over the run (JSON-ready)."""
+        config = self.scale_estimator.config
+        scales = np.asarray(self.applied_scales, dtype=np.float64)
+        state = self.scale_estimator.state
+        return {"camera_height": config.camera_height,
+                "ground_classes": list(self.scale_estimator.roles.ground),
+                "scale_bounds": [config.min_scale, config.max_scale],
+                "max_tilt_deg": config.max_tilt_deg,
+                "smoothing_frames": config.smoothing_frames,
+                "frames": int(scales.size),
+                "frames_accepted": self.scale_statuses["ok"] + self.scale_statuses["relocked"],
+                "status_counts": dict(self.scale_statuses),
+                "scale_final": state.scale, "confident": state.confident,
+                "scale_mean": float(scales.mean()) if scales.size else math.nan,
+                "scale_min": float(scales.min()) if scales.size else math.nan,
+                "scale_max": float(scales.max()) if scales.size else math.nan,
+                "last_state": state.to_dict()}
 
     def write_outputs(self) -> dict[str, Path]:
         """Write the requested CSV, plots, JSON and markdown; returns what was written."""
@@ -436,6 +552,25 @@ def check_bag(options: EvaluateOptions) -> dict[str, str]:
     if options.output_bag and not options.model:
         raise SynergyError("--output-bag writes a model's predictions: it needs --model "
                            "(in prediction mode the predictions are already in the bag)")
+    if options.align not in ALIGN_MODES:
+        raise SynergyError(f"--align must be one of {', '.join(ALIGN_MODES)}, got "
+                           f"{options.align!r}")
+    if options.scale_correction not in SCALE_CORRECTIONS:
+        raise SynergyError(f"--scale-correction must be one of {', '.join(SCALE_CORRECTIONS)}, "
+                           f"got {options.scale_correction!r}")
+    if options.scale_correction == "ground_plane":
+        if not options.model:
+            raise SynergyError("--scale-correction ground_plane runs in model mode (it needs "
+                               "the model's ground labels): give --model and --image-topic")
+        if options.camera_height is None:
+            raise SynergyError("--scale-correction ground_plane needs --camera-height H (metres "
+                               "of the camera's optical centre above the ground)")
+        if not options.camera_info_topic:
+            raise SynergyError("--scale-correction ground_plane needs --camera-info-topic (the "
+                               "intrinsics that back-project the ground pixels)")
+    elif options.camera_height is not None or options.ground_classes is not None:
+        raise SynergyError("--camera-height and --ground-classes belong to --scale-correction "
+                           "ground_plane; add it, or drop them")
     if options.max_dt_s < 0 or not options.ranges or min(options.ranges) <= 0:
         raise SynergyError("--max-dt must be >= 0 s and --ranges positive metres, e.g. 4,6,8")
     if not options.match_window_s > 0:

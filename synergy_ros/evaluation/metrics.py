@@ -193,15 +193,36 @@ def _prepare(pred, gt, min_depth: float, max_depth: float, crop: Crop,
 
 
 def depth_metrics(pred, gt, min_depth: float = 1e-3, max_depth: float = 10.0,
-                  crop: Crop = None) -> dict[str, float]:
+                  crop: Crop = None, mask: Optional[np.ndarray] = None) -> dict[str, float]:
     """Depth metrics of one (H, W) prediction against GT, both metres (numpy or torch).
 
+    ``mask`` (H, W) bool limits the pixels further (e.g. to where the prediction is valid).
     Returns the keys of ``DEPTH_METRIC_KEYS``; all NaN when no pixel is valid.
     """
-    clipped, gt = _prepare(pred, gt, min_depth, max_depth, crop)
+    clipped, gt = _prepare(pred, gt, min_depth, max_depth, crop, mask)
     if not gt.size:
         return {key: float("nan") for key in DEPTH_METRIC_KEYS}
     return _finish(_range_sums(clipped, gt, ())[0])
+
+
+def median_scale(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
+                 max_depth: float = 10.0, mask: Optional[np.ndarray] = None) -> float:
+    """Per-image median scaling of scale-ambiguous depth: median(GT) / median(prediction).
+
+    The standard protocol for monocular models without metric scale (Zhou et al. 2017,
+    Monodepth2): both medians over the pixels with GT in (min_depth, max_depth), a valid
+    (finite, > 0) prediction and ``mask`` where given; the prediction is multiplied by the
+    result before scoring. Both (H, W) metres; NaN when no pixel qualifies.
+    """
+    pred = np.asarray(pred, dtype=np.float32)
+    gt = np.asarray(gt, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = (gt > min_depth) & (gt < max_depth) & np.isfinite(pred) & (pred > 0)
+    if mask is not None:
+        valid &= mask
+    if not valid.any():
+        return float("nan")
+    return float(np.median(gt[valid])) / float(np.median(pred[valid]))
 
 
 def _range_label(limit: Optional[float]) -> str:

@@ -156,6 +156,29 @@ def depth_table_markdown(rows: Sequence[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+#: Row titles of the alignment table (``synergy evaluate --align / --scale-correction``).
+ALIGNMENT_TITLES = {"raw": "raw (model output)", "median": "median-aligned (per image)",
+                    "ground_plane": "ground-plane scale"}
+
+
+def alignment_markdown(result: dict) -> str:
+    """The raw / median-aligned / ground-plane depth table, and what the ground plane did."""
+    rows = [(ALIGNMENT_TITLES.get(name, name), metrics)
+            for name, metrics in result["depth_alignment"].items()]
+    lines = [depth_table_markdown(rows)]
+    plane = result.get("ground_plane")
+    if plane:
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(plane["status_counts"].items()))
+        lines += ["", f"Ground plane (camera height {plane['camera_height']:g} m, ground classes "
+                      f"{', '.join(plane['ground_classes'])}): final scale "
+                      f"{_fmt(plane['scale_final'])}"
+                      f"{'' if plane['confident'] else ' (never confident: not corrected)'}, "
+                      f"applied {_fmt(plane['scale_min'])}-{_fmt(plane['scale_max'])}; "
+                      f"measurement accepted on {plane['frames_accepted']} of "
+                      f"{plane['frames']} frames ({statuses})."]
+    return "\n".join(lines)
+
+
 def semantic_markdown(semantic: dict) -> str:
     """Markdown for semantic scores: pixel accuracy, mean accuracy, mIoU and per-class IoU."""
     lines = ["| pixel acc | mean acc | mIoU |", "|---:|---:|---:|",
@@ -192,6 +215,9 @@ def result_markdown(result: dict, images: Sequence[tuple[str, str]] = ()) -> str
                   depth_table_markdown([("all", result["depth"])]), "",
                   f"Valid ground-truth pixels with a valid prediction: "
                   f"{_fmt(result['depth'].get('coverage'))}", ""]
+    if result.get("depth_alignment"):
+        lines += ["## Depth: raw, median-aligned and ground-plane corrected", "",
+                  alignment_markdown(result), ""]
     if result.get("depth_ranges"):
         lines += ["## Depth by range (paper Tables 4-7 layout)", "",
                   depth_table_markdown([(row["range"], row) for row in result["depth_ranges"]]),

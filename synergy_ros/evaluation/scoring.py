@@ -68,15 +68,12 @@ class FrameScores:
     rmse: list = dataclasses.field(default_factory=list)
     bad_frames: int = 0
     bad_reasons: dict = dataclasses.field(default_factory=dict)
+    aligned_sums: dict = dataclasses.field(default_factory=dict)  # alignment -> depth_sums
     _lock: Any = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def add_depth(self, metrics: dict, coverage: float, time_s: float) -> None:
         """Add one frame's depth metrics, its coverage (0-1) and time since the first frame (s)."""
-        for key in report.DEPTH_KEYS:
-            value = metrics.get(key)
-            if value is not None and math.isfinite(value):  # NaN: no valid pixel
-                total, count = self.depth_sums.get(key, (0.0, 0))
-                self.depth_sums[key] = (total + float(value), count + 1)
+        _add_sums(self.depth_sums, metrics)
         self.depth_frames += 1
         self.coverage_sum += coverage
         self.times_s.append(time_s)
@@ -89,6 +86,16 @@ class FrameScores:
             self.bad_frames += 1
             self.bad_reasons[reason] = self.bad_reasons.get(reason, 0) + 1
 
+    def add_aligned(self, aligned: dict) -> None:
+        """Add one frame's depth metrics per alignment (``{"median": metrics, ...}``)."""
+        for name, metrics in aligned.items():
+            _add_sums(self.aligned_sums.setdefault(name, {}), metrics)
+
+    def aligned_means(self) -> dict:
+        """Mean depth metrics per alignment over the frames that had them."""
+        return {name: {key: total / count for key, (total, count) in sums.items()}
+                for name, sums in self.aligned_sums.items()}
+
     def depth_means(self) -> dict:
         """Mean of each depth metric over the frames that had it, plus mean ``coverage``."""
         if not self.depth_frames:
@@ -96,6 +103,15 @@ class FrameScores:
         means = {key: total / count for key, (total, count) in self.depth_sums.items()}
         means["coverage"] = self.coverage_sum / self.depth_frames
         return means
+
+
+def _add_sums(sums: dict, metrics: dict) -> None:
+    """Add a frame's finite depth metrics to ``sums`` (key -> (sum, frames))."""
+    for key in report.DEPTH_KEYS:
+        value = metrics.get(key)
+        if value is not None and math.isfinite(value):  # NaN: no valid pixel
+            total, count = sums.get(key, (0.0, 0))
+            sums[key] = (total + float(value), count + 1)
 
 
 class ScoringAccumulator:

@@ -25,6 +25,18 @@ from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 
 #: Columns of the per-frame CSV.
 CSV_COLUMNS = ("frame", "stamp_s", "gt_dt_ms", "coverage") + report.DEPTH_KEYS + ("pixel_acc",)
+#: Depth metrics kept per alignment in the per-frame CSV (``<key>_<alignment>``).
+ALIGNED_CSV_KEYS = ("abs_rel", "rmse", "delta1")
+
+
+def aligned_csv_columns(alignments: Sequence[str]) -> tuple[str, ...]:
+    """Per-frame CSV columns of the ``--align`` / ``--scale-correction`` variants."""
+    columns: tuple[str, ...] = ()
+    for name in alignments:
+        columns += (f"scale_{name}",) + tuple(f"{key}_{name}" for key in ALIGNED_CSV_KEYS)
+    if "ground_plane" in alignments:
+        columns += ("ground_plane_status",)
+    return columns
 
 
 def json_safe(value):
@@ -60,7 +72,8 @@ class EvaluationWriters:
     def __init__(self, options: Any, expected_frames: int | None, notes: list[str]) -> None:
         self.options = options
         self.notes = notes
-        self.csv = report.FrameCsv(options.csv_path, CSV_COLUMNS) if options.csv_path else None
+        columns = CSV_COLUMNS + aligned_csv_columns(options.alignments)
+        self.csv = report.FrameCsv(options.csv_path, columns) if options.csv_path else None
         self.samples: list[tuple[int, str]] = []  # (frame index, PNG name)
         self.sample_every = 1
         if expected_frames and options.num_samples:  # spread the PNG frames over the bag
