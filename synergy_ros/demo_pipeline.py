@@ -491,7 +491,6 @@ def _evaluate(output: Path, kept: dict, options: DemoOptions) -> tuple[dict, dic
 
 
 def _strip_and_cloud(output: Path, kept: dict, images: Path) -> dict[str, Path]:
-
     files: dict[str, Path] = {}
     needed = (IMAGE_TOPIC, f"{NAMESPACE}/depth", f"{NAMESPACE}/semantic_color",
               f"{NAMESPACE}/points")

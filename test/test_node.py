@@ -23,8 +23,8 @@ from synergy_ros.ros.conversions import (image_to_array, intrinsics_to_camera_in
                                          rgb_to_compressed, stamp_ns)
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
 from synergy_ros.ros.pointcloud import pointcloud2_to_array, unpack_rgb  # noqa: E402
-from synergy_ros.ros.testing import (RosHarness, camera_frame, make_model_file,  # noqa: E402
-                                     slow_predictor, unique_namespace)
+from synergy_ros.ros.testing import (FixedLatencyPredictor, RosHarness, camera_frame,  # noqa: E402
+                                     make_model_file, slow_predictor, unique_namespace)
 
 pytestmark = pytest.mark.ros
 CAMERA_W, CAMERA_H = 96, 72          # camera images
@@ -443,3 +443,59 @@ def test_more_than_255_classes_publish_mono16_at_input_resolution(harness, tmp_p
     assert labels.shape == (CAMERA_H, CAMERA_W)  # resized back to the camera image
     np.testing.assert_allclose(harness.messages("depth/camera_info")[0].k,
                                CAMERA_K.k_matrix().reshape(-1))
+
+
+def test_profile_breaks_a_fast_models_frames_down_and_overload_keeps_newest(harness,
+                                                                            model_path):
+    """The fast path under overload: a 40 ms stand-in model fed at 60 Hz with ``profile`` on.
+
+    Newest-frame policy: every received frame is processed or counted as dropped, at most one
+    frame waits (no queue growth: its wait stays below one inference + publishing), and the
+    per-stage spans come out on /diagnostics and add up to the callback-to-published time.
+    """
+    inner = slow_predictor(model_path, 0.0, device="cpu", num_threads=1)
+    predictor = FixedLatencyPredictor(inner, 0.040, output_resolution="model")
+    node = start_node(harness, model_path, predictor=predictor, qos_reliability="reliable",
+                      qos_depth=100, profile=True, diagnostics_period=0.2, fallback_fov=60.0)
+    harness.record(DiagnosticArray, "/diagnostics")
+    record_outputs(harness)
+    image_pub = harness.publisher(Image, "image", reliable=True, depth=100)
+    assert harness.wait_for(lambda: image_pub.get_subscription_count() > 0, 10.0)
+    frames = [camera_frame(scene_rgb(i), 0) for i in range(3)]
+    start, sent = time.perf_counter(), 0
+    while time.perf_counter() - start < 2.0:  # 60 Hz for 2 s: over twice what it can do
+        msg = frames[sent % 3]
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 20, sent
+        image_pub.publish(msg)
+        sent += 1
+        time.sleep(max(0.0, start + sent / 60.0 - time.perf_counter()))
+    harness.wait_for(lambda: node.snapshot().frames_received >= sent, 5.0)
+    assert harness.wait_for(lambda: node._worker.idle(), 5.0)
+    snap = node.snapshot()
+    assert snap.frames_processed + snap.frames_dropped == snap.frames_received >= sent - 5
+    assert snap.frames_dropped >= snap.frames_received // 3
+    latencies, inferences = node._latency.values(), node._inference.values()
+    waits = [lat - inf for lat, inf in zip(latencies, inferences)]
+    bound = float(np.percentile(inferences, 95)) + 60.0
+    assert max(waits[-5:]) <= bound, waits  # no queue growth at the end
+
+    def profile():
+        name = f"{node.get_name()}: pipeline"
+        for message in reversed(harness.messages("/diagnostics")):
+            for status in message.status:
+                values = {v.key: v.value for v in status.values}
+                if status.name == name and "profile.callback_to_published_ms" in values:
+                    return {k[8:-3]: [float(x) for x in v.split(" / ")]
+                            for k, v in values.items() if k.startswith("profile.")}
+        return None
+
+    assert harness.wait_for(lambda: profile() is not None, 5.0)
+    stages = profile()
+    for stage in ("convert", "handoff", "predict", "predict.inference", "build.depth",
+                  "publish.depth", "build.points", "publish.points", "bookkeeping"):
+        assert stage in stages, sorted(stages)
+    assert 40.0 <= stages["predict.inference"][0] < 100.0  # the stand-in's 40 ms wait
+    # the top-level spans partition the frame (predict.* are parts of predict)
+    top = sum(p50 for stage, (p50, _) in stages.items()
+              if not stage.startswith("predict.") and stage != "callback_to_published")
+    assert top <= stages["callback_to_published"][1] + 1.0

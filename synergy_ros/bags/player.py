@@ -104,7 +104,6 @@ class Player:
     """
 
     def __init__(self, node, topic_types: dict[str, str], options: ReplayOptions) -> None:
-
         self.node = node
         self.options = options
         wanted = options.topics or tuple(topic_types)

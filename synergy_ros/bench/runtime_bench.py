@@ -67,7 +67,6 @@ def run_case(spec: dict) -> dict:
     result: dict = {}
     start = time.perf_counter()
     if spec["backend"] == "tensorrt":
-
         _, _, built = engine_for_onnx(spec["model"], spec["cache_dir"], spec["precision"],
                                       spec["device"])
         result["engine"] = "built" if built else "cached"

@@ -178,7 +178,6 @@ class BagDataset(SampleDataset):
                   file=sys.stderr if undecodable or skipped or broken else sys.stdout)
 
     def _store(self, frame, frames: list, skipped: list) -> None:
-
         decoders = {"image": decode_rgb, "depth": decode_depth, "labels": labels_from_image}
         try:
             arrays = {name: decoders[name](msg) for name, msg in frame.items.items()}

@@ -38,7 +38,6 @@ class SampleDataset(_TorchDataset):
     name = "dataset"
 
     def __init__(self, transform: Callable | None = None, seed: int = 0) -> None:
-
         self.transform = transform if transform is not None else ToTensor()
         self.seed = int(seed)
         self.epoch = 0

@@ -206,7 +206,6 @@ class Evaluator:
     def _setup_labels(self) -> None:
         options = self.options
         if options.model:
-
             self.predictor = load_predictor(options.model, backend=options.backend,
                                             device=options.device,
                                             precision=options.precision,
@@ -215,12 +214,10 @@ class Evaluator:
             self.class_names = list(self.predictor.meta.class_names)
             self.palette = list(self.predictor.meta.palette)
         elif options.label_set:
-
             label_set = get_label_set(options.label_set)
             self.class_names = list(label_set.class_names)
             self.palette = list(label_set.palette)
         elif options.num_classes:
-
             self.class_names = [f"class_{i}" for i in range(options.num_classes)]
             base = list(get_label_set("nyu40").palette)
             self.palette = [base[i % len(base)] for i in range(options.num_classes)]

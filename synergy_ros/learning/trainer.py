@@ -258,7 +258,6 @@ class Trainer:
         return None
 
     def _build_model(self) -> Any:
-
         init = self.config["init"]
         model = build_network(self.config["model"])
         if init["encoder_weights"]:
@@ -655,7 +654,6 @@ class Trainer:
         return metrics
 
     def _check_best_metric(self) -> None:
-
         valid = ("loss", *DEPTH_METRIC_KEYS, *SEMANTIC_METRIC_KEYS)
         name = self.config["val"]["best_metric"]
         if name not in valid:

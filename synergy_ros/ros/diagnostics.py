@@ -36,6 +36,8 @@ class PipelineSnapshot:
     model_file: str
     input_size: str
     stale_after_s: float = 5.0
+    #: stage -> (p50 ms, p95 ms) with the ``profile`` parameter on (synergy_ros.ros.profiling)
+    profile: dict = dataclasses.field(default_factory=dict)
 
 
 def _fmt(value) -> str:
@@ -68,7 +70,9 @@ def to_diagnostic_array(snap: PipelineSnapshot, name: str, stamp):
 
     level, message = status_level(snap)
     values = [KeyValue(key=field.name, value=_fmt(getattr(snap, field.name)))
-              for field in dataclasses.fields(snap)]
+              for field in dataclasses.fields(snap) if field.name != "profile"]
+    values += [KeyValue(key=f"profile.{stage}_ms", value=f"{p50:.3f} / {p95:.3f}")
+               for stage, (p50, p95) in snap.profile.items()]
     status = DiagnosticStatus(level=level, name=name, message=message,
                               hardware_id=snap.model, values=values)
     array = DiagnosticArray(status=[status])

@@ -31,6 +31,7 @@ from synergy_ros.ros import params as node_params
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
 from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages, sibling_topic
+from synergy_ros.ros.profiling import FrameSpans, ProfileStats
 from synergy_ros.ros.qos import qos_profile
 from synergy_ros.ros.worker import FrameWorker, LatencyStats, RateMeter
 from synergy_ros.runtime import load_predictor
@@ -84,13 +85,15 @@ class Frame:
 
     ``rgb`` (H, W, 3) uint8 for raw images (a view on the message data where possible);
     ``compressed`` the CompressedImage still to decode (decoded on the worker thread).
-    ``received`` is time.perf_counter() at the callback.
+    ``received`` is time.perf_counter() at the callback; ``spans`` the frame's stage timings
+    when the ``profile`` parameter is on.
     """
 
     header: Any
     received: float
     rgb: np.ndarray | None = None
     compressed: Any = None
+    spans: FrameSpans | None = None
 
 
 class SynergyPipeline:
@@ -122,6 +125,7 @@ class SynergyPipeline:
         self._errors_before = self._dropped_before = 0
         self._count_lock = threading.Lock()
         self._pubs: dict = {}
+        self._profile = ProfileStats()
 
     def _make_publisher(self, msg_type, topic: str, qos):
         return self.create_publisher(msg_type, topic, qos)
@@ -227,7 +231,6 @@ class SynergyPipeline:
         return None
 
     def _load_predictor(self):
-
         s = self._settings
         model = s["model"]
         if not model:
@@ -244,7 +247,10 @@ class SynergyPipeline:
             engine_cache_dir=s["engine_cache_dir"] or None,
             input_size=(height, width) if width else None,
             output_resolution=s["output_resolution"], with_attention=s["publish_attention"],
-            num_threads=s["num_threads"] or None)
+            num_threads=s["num_threads"] or None,
+            # onnxruntime threads spinning after each run would take the cores the worker
+            # needs to build and publish the outputs (benchmarks/results/node_cpu.md)
+            thread_spinning=False)
 
     # ---- parameter changes (ros2 param set / load, Node.set_parameters) -----------------
     def set_parameters(self, parameter_list: list) -> list:
@@ -286,18 +292,22 @@ class SynergyPipeline:
         received = time.perf_counter()
         self._received += 1
         self._input_rate.tick()
+        spans = FrameSpans(received) if self._settings["profile"] else None
         try:
             rgb = image_to_rgb(msg)
         except ValueError as exc:
             self._drop_bad("image", exc)
             return
-        self._submit(Frame(msg.header, received, rgb=rgb))
+        if spans is not None:
+            spans.mark("convert")
+        self._submit(Frame(msg.header, received, rgb=rgb, spans=spans))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         received = time.perf_counter()
         self._received += 1
         self._input_rate.tick()
-        self._submit(Frame(msg.header, received, compressed=msg))
+        spans = FrameSpans(received) if self._settings["profile"] else None
+        self._submit(Frame(msg.header, received, compressed=msg, spans=spans))
 
     def _submit(self, frame: Frame) -> None:
         worker = self._worker
@@ -348,6 +358,9 @@ class SynergyPipeline:
         return None
 
     def _process(self, frame: Frame) -> None:
+        spans = frame.spans
+        if spans is not None:
+            spans.mark("handoff")
         rgb = frame.rgb
         if frame.compressed is not None:
             try:
@@ -355,28 +368,47 @@ class SynergyPipeline:
             except ValueError as exc:
                 self._drop_bad("compressed image", exc)
                 return
+            if spans is not None:
+                spans.mark("decompress")
         wanted = self._wanted()
         if not any(wanted.values()):
             self._skipped += 1
             return
+        if spans is not None:
+            spans.mark("wanted")
         t0 = time.perf_counter()
         prediction = self._predictor.predict(rgb)
         self._inference.add((time.perf_counter() - t0) * 1e3)
+        if spans is not None:
+            spans.mark("predict")
+            for stage, value in prediction.timings_ms.items():
+                spans.add(f"predict.{stage}", value)
         self._publish(frame, rgb, prediction, wanted)
-        self._latency.add((time.perf_counter() - frame.received) * 1e3)
+        done = time.perf_counter()
+        self._latency.add((done - frame.received) * 1e3)
         self._output_rate.tick()
+        if spans is not None:
+            spans.mark("bookkeeping")
+            spans.add("callback_to_published", (done - frame.received) * 1e3)
+            self._profile.add(spans)
 
     def _publish(self, frame: Frame, rgb: np.ndarray, prediction, wanted: dict) -> None:
         s = self._settings
+        spans = frame.spans
         camera = None
         if wanted["depth_info"] or wanted["camera_info"] or wanted["points"]:
             camera = self._camera_intrinsics(rgb.shape[1], rgb.shape[0])
-        for key, msg in prediction_messages(
-                prediction, rgb, camera, frame.header, self._palette,
-                [key for key, on in wanted.items() if on], depth_encoding=s["depth_encoding"],
-                semantic_blend=s["semantic_blend"], cloud_decimation=s["cloud_decimation"],
-                max_range=s["max_range"]):
+        messages = prediction_messages(
+            prediction, rgb, camera, frame.header, self._palette,
+            [key for key, on in wanted.items() if on], depth_encoding=s["depth_encoding"],
+            semantic_blend=s["semantic_blend"], cloud_decimation=s["cloud_decimation"],
+            max_range=s["max_range"])
+        for key, msg in messages:
+            if spans is not None:
+                spans.mark(f"build.{key}")
             self._pubs[key].publish(msg)
+            if spans is not None:
+                spans.mark(f"publish.{key}")
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
@@ -409,7 +441,8 @@ class SynergyPipeline:
             device=str(describe.get("device", "?")),
             model=str(self._settings["model"] or describe.get("model")),
             model_file=str(describe.get("model") or self._settings["model"]),
-            input_size=f"{size[1]}x{size[0]}" if size else "none")
+            input_size=f"{size[1]}x{size[0]}" if size else "none",
+            profile=self._profile.summary() if self._settings["profile"] else {})
 
     def _publish_diagnostics(self) -> None:
         self._diag_pub.publish(to_diagnostic_array(

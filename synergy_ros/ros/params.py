@@ -90,6 +90,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("fallback_fov", 0.0, "Horizontal field of view (degrees) assumed when no "
               "camera_info arrives; 0 = wait for camera_info (depth and masks are published "
               "anyway).", value_range=(0.0, 179.0)),
+    ParamSpec("profile", False, "Time every stage of each frame (conversion, hand-off, "
+              "inference, each output's build and publish) and report p50/p95 per stage in "
+              "/diagnostics as profile.<stage>_ms; for finding where a frame's time goes."),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
               value_range=(0.1, 60.0), read_only=True),
 )

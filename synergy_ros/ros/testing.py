@@ -3,6 +3,8 @@
 * :func:`make_model_file` writes a real (untrained) synergy model file with a tiny input size.
 * :class:`SlowPredictor` is a real torch predictor whose ``infer`` also sleeps, standing in
   for a slow GPU-less deployment in overload tests: its outputs are the real network's.
+* :class:`FixedLatencyPredictor` stands in for a GPU-speed model (a TensorRT engine's 5 ms):
+  a real predictor's output, returned after a fixed wait, with the real pre/post-processing.
 * :class:`RosHarness` owns an rclpy Context, a helper node that publishes camera topics and
   records every message on the node's outputs, and an executor spinning in a thread.
 """
@@ -19,6 +21,8 @@ import numpy as np
 from synergy_ros.network.untrained import save_untrained_model
 from synergy_ros.ros.conversions import array_to_image
 from synergy_ros.ros.qos import qos_profile
+from synergy_ros.runtime.base import Predictor
+from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.torch_backend import TorchPredictor
 
 
@@ -53,6 +57,43 @@ def slow_predictor(model_path: str | Path, delay_s: float, **kwargs):
             return super().infer(batch)
 
     return SlowPredictor(model_path, **kwargs)
+
+
+class FixedLatencyPredictor(Predictor):
+    """A stand-in for a GPU-speed model: ``infer`` takes exactly ``latency_s``.
+
+    The first ``infer`` runs ``inner`` (a real predictor, e.g. the bundled model on
+    onnxruntime) to get a realistic output; every call then sleeps ``latency_s`` (a blocking
+    wait that releases the GIL, as waiting for a CUDA stream does) and returns that output.
+    Pre- and post-processing are the real shared ones, at ``inner``'s model input size.
+
+    Args:
+        inner: the predictor whose output and metadata are used.
+        latency_s: seconds each ``infer`` takes.
+        output_resolution: ``input`` or ``model`` (see :class:`Predictor`).
+    """
+
+    backend_name = "fixed-latency"
+
+    def __init__(self, inner: Predictor, latency_s: float,
+                 output_resolution: str = "input") -> None:
+        super().__init__(inner.meta, input_size=inner.input_size,
+                         output_resolution=output_resolution)
+        self.inner = inner
+        self.latency_s = float(latency_s)
+        self.model_path = f"{inner.model_path} (stand-in: {latency_s * 1e3:.1f} ms per batch)"
+        self._output: RawOutput | None = None
+
+    def infer(self, batch: np.ndarray) -> RawOutput:
+        """Sleep ``latency_s``; return the inner model's output for the first batch."""
+        if self._output is None or self._output.depth.shape[0] != batch.shape[0]:
+            self._output = self.inner.infer(batch)
+        time.sleep(self.latency_s)
+        return self._output
+
+    def close(self) -> None:
+        """Close the inner predictor."""
+        self.inner.close()
 
 
 def _callbacks_take_message_info() -> bool:

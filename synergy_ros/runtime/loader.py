@@ -114,7 +114,8 @@ def default_cache_dir(model_path: str | os.PathLike) -> Path:
 def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device: str = "auto",
                    precision: str = "fp32", engine_cache_dir: str | os.PathLike | None = None,
                    *, input_size: Sequence[int] | None = None, output_resolution: str = "input",
-                   with_attention: bool = False, num_threads: int | None = None) -> Predictor:
+                   with_attention: bool = False, num_threads: int | None = None,
+                   thread_spinning: bool = True) -> Predictor:
     """Build a :class:`Predictor` for ``model_path`` (``.pt``, ``.onnx`` or ``.engine``).
 
     Args:
@@ -129,6 +130,8 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         output_resolution: ``input`` (resize outputs to the image) or ``model``.
         with_attention: also return the attention map.
         num_threads: CPU threads for torch / onnxruntime.
+        thread_spinning: onnxruntime's idle threads busy-wait between runs (its default);
+            False when other work shares the cores right after each run (the node).
     """
     path = Path(model_path)
     if not path.is_file():
@@ -149,7 +152,6 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         return TorchPredictor(path, device=device, precision=precision, input_size=input_size,
                               num_threads=num_threads, **common)
     if backend == "onnxruntime":
-
         onnx_path = path
         if path.suffix.lower() == ".pt":
             onnx_path = _export_for(path, cache_dir, input_size, with_attention,
@@ -157,7 +159,8 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         elif precision == "fp16":
             LOG.info("precision fp16 with an .onnx file: the file's own precision is used")
         return OnnxRuntimePredictor(onnx_path, device=device, input_size=input_size,
-                                    num_threads=num_threads, **common)
+                                    num_threads=num_threads, thread_spinning=thread_spinning,
+                                    **common)
 
     onnx_or_engine = path
     if path.suffix.lower() == ".pt":
