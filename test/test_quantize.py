@@ -77,10 +77,12 @@ def test_int8_export_is_qdq_with_the_model_metadata_and_its_verification(int8_fi
                      if init.name.endswith("weight_scale") and len(init.dims) == 1
                      and init.dims[0] > 1]
     assert weight_scales  # per-channel: one scale per output channel
-    zero_points = [onnx.numpy_helper.to_array(init) for init in model.graph.initializer
-                   if init.name.endswith("zero_point")]
-    assert zero_points and not any(zp.any() for zp in zero_points)  # symmetric
-    assert {zp.dtype for zp in zero_points} <= {np.dtype(np.int8), np.dtype(np.int32)}
+    zero_points = {init.name: onnx.numpy_helper.to_array(init)
+                   for init in model.graph.initializer if init.name.endswith("zero_point")}
+    per_channel = [zp for zp in zero_points.values() if zp.ndim == 1 and zp.dtype == np.int8]
+    activations = [zp for zp in zero_points.values() if zp.ndim == 0 and zp.dtype == np.uint8]
+    assert per_channel and not any(zp.any() for zp in per_channel)  # symmetric int8 weights
+    assert len(activations) > 20 and any(activations)  # cpu: uint8 asymmetric activations
     meta = _meta(int8_file)
     assert meta["input_size"] == [SIZE, SIZE] and len(meta["class_names"]) == 5
     record = meta["extra"]["export"]["int8"]
@@ -90,6 +92,7 @@ def test_int8_export_is_qdq_with_the_model_metadata_and_its_verification(int8_fi
     assert verification["frames"] == 2 and 0 <= verification["median_rel_depth"] <= 0.03
     assert verification["delta1"] >= 0.97 and verification["label_agreement"] >= 0.95
     assert record["fp32_layers"] == [] and record["scheme"]["format"] == "QDQ"
+    assert record["target"] == "cpu" and "uint8" in record["scheme"]["activations"]
 
 
 def test_int8_onnx_runs_on_onnxruntime_cpu_and_auto(int8_file, model_file):

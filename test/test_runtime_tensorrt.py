@@ -136,7 +136,7 @@ def qdq_file(model_file, tmp_path_factory):
     out = folder / "tiny_64x96.int8.onnx"
     export_int8_onnx(model_file, out, ExportOptions(64, 96),
                      Int8Options(write_frames(folder / "frames", 8), verify_frames=2,
-                                 fp32_layers="none", progress=False))
+                                 fp32_layers="none", progress=False, target="tensorrt"))
     return out
 
 
@@ -150,6 +150,17 @@ def test_int8_plan_is_explicit_quantization_of_the_qdq_onnx(onnx_file, qdq_file,
     assert plan_engine(qdq_file, cache, "fp16", "10.3.0", gpu)[0] == key
     with pytest.raises(SynergyError, match="quantized .Q/DQ. ONNX.*--int8 --calib-images DIR"):
         plan_engine(onnx_file, cache, "int8", "10.3.0", gpu)
+    cpu_file = qdq_file.with_name("cpu.int8.onnx")
+    from test_quantize import write_frames
+
+    from synergy_ros.runtime.exporter import ExportOptions, export_int8_onnx
+    from synergy_ros.runtime.quantizer import Int8Options
+
+    export_int8_onnx(onnx_file, cpu_file, ExportOptions(64, 96),
+                     Int8Options(write_frames(tmp_path / "frames", 4), verify_frames=1,
+                                 fp32_layers="none", progress=False))
+    with pytest.raises(SynergyError, match="quantized for onnxruntime on CPUs.*tensorrt"):
+        plan_engine(cpu_file, cache, "int8", "10.3.0", gpu)
     key_32, engine_32 = plan_engine(onnx_file, cache, "fp32", "10.3.0", gpu)
     assert "calibration" not in key_32.to_dict() and engine_32 != engine
     assert engine_32.name.startswith("tiny") and ".fp32." in engine_32.name

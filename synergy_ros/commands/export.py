@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-max", "--max-calib-images", dest="calib_max", type=int,
                         default=200, help="calibrate on at most this many images (the first "
                         "by name, held-out verification frames included; default 200)")
+    parser.add_argument("--int8-target", choices=("cpu", "tensorrt"), default=None,
+                        help="int8 activations: cpu = uint8 asymmetric (fast on onnxruntime "
+                             "x86/ARM; default for --format onnx), tensorrt = int8 symmetric "
+                             "(TensorRT explicit quantization; always used for --format engine)")
     parser.add_argument("--verify-frames", type=int, default=None,
                         help="int8: frames (the last by name) held out of calibration for the "
                              "INT8-vs-FP32 check (default a fifth, 1 to 50)")
@@ -82,7 +86,8 @@ def int8_options(args):
     layers = args.fp32_layers.strip()
     fp32_layers = layers if layers in ("auto", "none") else tuple(
         name.strip() for name in layers.split(",") if name.strip())
-    return Int8Options(calib_images=args.calib_images, max_images=args.calib_max,
+    target = "tensorrt" if args.format == "engine" else (args.int8_target or "cpu")
+    return Int8Options(calib_images=args.calib_images, max_images=args.calib_max, target=target,
                        verify_frames=args.verify_frames, fp32_layers=fp32_layers,
                        max_fp32_layers=args.max_fp32_layers,
                        thresholds=Int8Thresholds(args.int8_max_median_rel, args.int8_min_delta1,
@@ -116,7 +121,7 @@ def _export_onnx(args, options, checkpoint):
         report = export_int8_onnx(checkpoint, output, options, int8_options(args))
         print_int8_report(report)
         print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, opset {options.opset}, "
-              f"int8 Q/DQ, input {options.height}x{options.width})")
+              f"int8 Q/DQ for {report.target}, input {options.height}x{options.width})")
         return 0
     suffix = "_fp16" if options.fp16 else ""
     output = Path(args.output or checkpoint.with_name(

@@ -246,7 +246,13 @@ def plan_engine(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, prec
             LOG.info("%s is quantized (Q/DQ): building an INT8 engine, not %s",
                      Path(onnx_path).name, precision)
         precision = "int8"
-        calibration = meta.extra["export"]["int8"].get("calibration", {}).get("digest")
+        record = meta.extra["export"]["int8"]
+        if record.get("target", "cpu") != "tensorrt":
+            raise SynergyError(f"{onnx_path} is quantized for onnxruntime on CPUs (uint8 "
+                               "activations, which TensorRT does not accept); re-export with "
+                               "`--int8 --int8-target tensorrt`, or build with `synergy export "
+                               "--format engine --int8 --calib-images DIR`")
+        calibration = record.get("calibration", {}).get("digest")
     elif precision == "int8":
         raise SynergyError(INT8_NEEDS_QDQ.format(onnx=onnx_path))
     key = EngineKey(onnx_sha256=file_sha256(onnx_path), tensorrt_version=tensorrt_version,
