@@ -82,7 +82,11 @@ def test_export_size_and_flag_errors(model_file, tmp_path, capsys):
     with pytest.raises(SynergyError, match="opset"):
         ExportOptions(64, 64, opset=13)
     assert main(["export", "--checkpoint", str(model_file), "--int8"]) == 1
-    assert "apply to --format engine" in capsys.readouterr().err
+    assert "--int8 needs --calib-images DIR" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(model_file), "--build-only"]) == 1
+    assert "applies to --format engine" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(model_file), "--calib-images", "x"]) == 1
+    assert "applies to --int8" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt")]) == 1
     assert "does not exist" in capsys.readouterr().err
 

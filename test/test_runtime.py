@@ -210,13 +210,15 @@ def test_missing_and_unknown_model_files(tmp_path):
 
 
 def test_backend_and_file_combinations(model_file, tmp_path):
-    """torch needs a .pt, engines need TensorRT, int8 needs TensorRT, TensorRT needs CUDA."""
+    """torch needs a .pt, engines need TensorRT, int8 needs a quantized model, TensorRT needs
+    CUDA."""
     onnx_path = load_predictor(model_file, backend="onnxruntime",
                                engine_cache_dir=tmp_path).model_path
     with pytest.raises(SynergyError, match="torch backend needs the .pt"):
         load_predictor(onnx_path, backend="torch")
-    with pytest.raises(SynergyError, match="int8 needs --backend tensorrt"):
-        load_predictor(model_file, backend="onnxruntime", precision="int8")
+    with pytest.raises(SynergyError, match="int8 needs a quantized model.*--int8 --calib-images"):
+        load_predictor(model_file, backend="onnxruntime", precision="int8",
+                       engine_cache_dir=tmp_path)
     with pytest.raises(SynergyError, match="TensorRT runs only on a CUDA GPU"):
         load_predictor(model_file, backend="tensorrt", device="cpu")
     engine = tmp_path / "model.engine"

@@ -4,7 +4,7 @@ import json
 import pytest
 from test_runtime import make_model_file
 
-from synergy_ros.bench.runtime_bench import MIN_SIDE, compute_ratios
+from synergy_ros.bench.runtime_bench import MIN_SIDE, compute_ratios, cpu_instructions
 from synergy_ros.cli import main
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.sizes import parse_sizes
@@ -103,3 +103,23 @@ def test_bench_model_rejects_unknown_encoders_and_small_sizes(tmp_path, capsys):
     assert main(["bench", "model", "--sizes", "16x16", "--output", output]) == 1
     assert "too small" in capsys.readouterr().err
     assert not (tmp_path / "model.json").exists()
+
+
+def test_int8_ratio_and_cpu_instructions(tmp_path):
+    """INT8/FP32 onnxruntime latency ratio per size; INT8 CPU flags read from cpuinfo (x86
+    'flags', ARM 'Features')."""
+    results = [
+        {"backend": "onnxruntime", "precision": precision, "size": "320x240", "threads": 1,
+         "latency_ms": {"mean": ms, "p50": ms}, "cpu_ms": {"p50": ms * 0.9}}
+        for precision, ms in (("fp32", 100.0), ("int8", 45.0))]
+    ratios = compute_ratios(results)
+    assert ratios["onnxruntime_int8_vs_fp32_latency"] == {"320x240, 1 thread": 0.45}
+    assert ratios["onnxruntime_int8_vs_fp32_latency_cpu"]["320x240, 1 thread"] == \
+        pytest.approx(0.45)
+    x86 = tmp_path / "cpuinfo"
+    x86.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert cpu_instructions(str(x86)) == ["avx2", "avx512f", "avx512_vnni"]
+    arm = tmp_path / "arm"
+    arm.write_text("Features\t: fp asimd asimddp\n")
+    assert cpu_instructions(str(arm)) == ["asimddp"]
+    assert cpu_instructions(str(tmp_path / "missing")) == []

@@ -2,7 +2,7 @@
 
 The GPU tests need ``tensorrt`` (10.x) and a CUDA GPU; on machines without them (this CI) they
 are skipped with the reason. Everything around the TensorRT/CUDA calls runs here on CPU: the
-engine plan (cache key, INT8 calibration), profile and buffer shapes, interface checks, and
+engine plan (cache key, INT8 from a Q/DQ ONNX), profile and buffer shapes, interface checks, and
 the infer/close locking with CPU tensors in place of the CUDA buffers.
 """
 import json
@@ -16,7 +16,7 @@ from test_runtime import make_model_file, sample_rgb
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.runtime import load_predictor
 from synergy_ros.runtime.device import module_installed
-from synergy_ros.runtime.engine_cache import calibration_cache_path, sidecar_path
+from synergy_ros.runtime.engine_cache import sidecar_path
 from synergy_ros.runtime.tensorrt_backend import (TensorRTPredictor, buffer_shape,
                                                   engine_interface_problems, plan_engine,
                                                   profile_shapes)
@@ -124,74 +124,65 @@ def onnx_file(model_file, tmp_path_factory):
     return load_predictor(model_file, backend="onnxruntime", engine_cache_dir=cache).model_path
 
 
-def _images(folder, count, seed=0):
-    import cv2
+@pytest.fixture(scope="module")
+def qdq_file(model_file, tmp_path_factory):
+    """The small model quantized to a Q/DQ .int8.onnx (all layers, 6 + 2 synthetic frames)."""
+    from test_quantize import write_frames
 
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        cv2.imwrite(str(folder / f"frame{i:03d}.png"),
-                    rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
-    return folder
+    from synergy_ros.runtime.exporter import ExportOptions, export_int8_onnx
+    from synergy_ros.runtime.quantizer import Int8Options
+
+    folder = tmp_path_factory.mktemp("qdq")
+    out = folder / "tiny_64x96.int8.onnx"
+    export_int8_onnx(model_file, out, ExportOptions(64, 96),
+                     Int8Options(write_frames(folder / "frames", 8), verify_frames=2,
+                                 fp32_layers="none", progress=False, target="tensorrt"))
+    return out
 
 
-def test_int8_plan_keys_engine_and_calibration_on_the_images(onnx_file, tmp_path):
-    """New calibration images mean a new engine and a new calibration cache; the same images
-    (copied elsewhere) and fp32/fp16 plans keep theirs."""
-    import shutil
-
+def test_int8_plan_is_explicit_quantization_of_the_qdq_onnx(onnx_file, qdq_file, tmp_path):
+    """A Q/DQ ONNX plans an INT8 engine keyed by its hash and calibration digest (whatever
+    precision was asked); INT8 from an FP32 ONNX is refused with the commands to run."""
     cache, gpu = tmp_path / "cache", ("NVIDIA Orin", "8.7")
-    first = _images(tmp_path / "calib_a", 3)
-    key_a, engine_a, calib_a = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
-                                           calib_images=first)
-    assert key_a.calibration == calib_a.digest and len(calib_a.files) == 3
-    second = _images(tmp_path / "calib_b", 3, seed=1)
-    key_b, engine_b, calib_b = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
-                                           calib_images=second)
-    assert engine_b != engine_a and calib_b.cache_file != calib_a.cache_file
-    assert key_b.digest() != key_a.digest()
-    copied = shutil.copytree(first, tmp_path / "calib_copy")
-    assert plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
-                       calib_images=copied)[1] == engine_a  # content, not path or mtime
-    fewer = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu, calib_images=first,
-                        max_calib_images=2)
-    assert fewer[1] != engine_a and len(fewer[2].files) == 2
-    key_32, engine_32, calib_32 = plan_engine(onnx_file, cache, "fp32", "10.3.0", gpu)
-    assert calib_32 is None and "calibration" not in key_32.to_dict()
+    key, engine = plan_engine(qdq_file, cache, "int8", "10.3.0", gpu)
+    assert key.precision == "int8" and len(key.calibration) == 16
+    assert ".int8." in engine.name and engine.parent == cache
+    assert plan_engine(qdq_file, cache, "fp16", "10.3.0", gpu)[0] == key
+    with pytest.raises(SynergyError, match="quantized .Q/DQ. ONNX.*--int8 --calib-images DIR"):
+        plan_engine(onnx_file, cache, "int8", "10.3.0", gpu)
+    cpu_file = qdq_file.with_name("cpu.int8.onnx")
+    from test_quantize import write_frames
+
+    from synergy_ros.runtime.exporter import ExportOptions, export_int8_onnx
+    from synergy_ros.runtime.quantizer import Int8Options
+
+    export_int8_onnx(onnx_file, cpu_file, ExportOptions(64, 96),
+                     Int8Options(write_frames(tmp_path / "frames", 4), verify_frames=1,
+                                 fp32_layers="none", progress=False))
+    with pytest.raises(SynergyError, match="quantized for onnxruntime on CPUs.*tensorrt"):
+        plan_engine(cpu_file, cache, "int8", "10.3.0", gpu)
+    key_32, engine_32 = plan_engine(onnx_file, cache, "fp32", "10.3.0", gpu)
+    assert "calibration" not in key_32.to_dict() and engine_32 != engine
     assert engine_32.name.startswith("tiny") and ".fp32." in engine_32.name
 
 
-def test_int8_without_images_uses_the_newest_calibration(onnx_file, tmp_path):
-    """The node/evaluate (no --calib-images) build INT8 on the newest cached calibration of
-    this ONNX; with none cached they say how to make one."""
-    cache, gpu = tmp_path / "cache", ("NVIDIA Orin", "8.7")
-    with pytest.raises(SynergyError, match="--int8 --calib-images DIR"):
-        plan_engine(onnx_file, cache, "int8", "10.3.0", gpu)
-    keys = []
-    for name, seed in (("old", 0), ("new", 1)):
-        _, _, calib = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu,
-                                  calib_images=_images(tmp_path / name, 2, seed))
-        calib.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        calib.cache_file.write_bytes(b"calibration table " + name.encode())
-        keys.append(calib.digest)
-        time.sleep(0.01)
-    key, _, calib = plan_engine(onnx_file, cache, "int8", "10.3.0", gpu)
-    assert key.calibration == keys[1] and calib.files == ()
-    assert calib.cache_file == calibration_cache_path(cache, onnx_file, key.onnx_sha256, keys[1])
+@needs_trt
+def test_int8_engine_from_the_qdq_onnx_matches_onnxruntime(qdq_file, tmp_path):
+    """Explicit quantization: the Q/DQ ONNX builds an INT8 engine (no calibrator) that agrees
+    with onnxruntime running the same Q/DQ graph."""
+    trt_pred = load_predictor(qdq_file, backend="tensorrt", engine_cache_dir=tmp_path)
+    assert trt_pred.precision == "int8" and list(tmp_path.glob("*.int8.*.engine"))
+    ort_pred = load_predictor(qdq_file, backend="onnxruntime")
+    image = sample_rgb(64, 96)
+    got, want = trt_pred.predict(image), ort_pred.predict(image)
+    assert np.median(np.abs(got.depth - want.depth) / want.depth) < 0.02
+    assert np.mean(got.labels == want.labels) > 0.9
 
 
-def test_plan_refuses_bad_calibration_input(onnx_file, tmp_path):
-    """Missing or empty folders, and --calib-images without INT8, name the problem."""
-    gpu = ("GPU", "8.6")
-    with pytest.raises(SynergyError, match="is not a folder"):
-        plan_engine(onnx_file, tmp_path, "int8", "10.3.0", gpu, calib_images=tmp_path / "no")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(SynergyError, match="no images"):
-        plan_engine(onnx_file, tmp_path, "int8", "10.3.0", gpu, calib_images=tmp_path / "empty")
-    with pytest.raises(SynergyError, match="INT8 only"):
-        plan_engine(onnx_file, tmp_path, "fp16", "10.3.0", gpu, calib_images=tmp_path)
+def test_plan_refuses_another_size(onnx_file, tmp_path):
+    """An input size other than the exported one names both."""
     with pytest.raises(SynergyError, match="exported for 64x96"):
-        plan_engine(onnx_file, tmp_path, "fp32", "10.3.0", gpu, input_size=(32, 32))
+        plan_engine(onnx_file, tmp_path, "fp32", "10.3.0", ("GPU", "8.6"), input_size=(32, 32))
 
 
 def test_profile_and_buffer_shapes():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -29,15 +30,63 @@ import numpy as np
 from synergy_ros.core.atomic import atomic_write_text
 from synergy_ros.core.machine import machine_info, machine_summary
 from synergy_ros.core.modelfile import load_model_meta
+from synergy_ros.data.synthetic import SPLIT_SEED_OFFSETS, render_scene
 from synergy_ros.runtime import load_predictor
 from synergy_ros.runtime.device import module_installed
-from synergy_ros.runtime.exporter import ExportOptions, cached_onnx, sample_image
+from synergy_ros.runtime.exporter import (ExportOptions, cached_int8_onnx, cached_onnx,
+                                          sample_image)
 from synergy_ros.runtime.prediction import RawOutput
 from synergy_ros.runtime.preprocess import Postprocessor, Preprocessor
+from synergy_ros.runtime.quantizer import Int8Options, Int8Thresholds
 from synergy_ros.runtime.tensorrt_backend import engine_for_onnx
 
 # smallest benchmark image side (pixels): the encoder downsamples by 32
 MIN_SIDE = 32
+
+
+#: Synthetic frames rendered for int8 calibration when no --calib-images is given.
+BENCH_CALIB_FRAMES = 24
+#: CPU flags (from /proc/cpuinfo) that decide the INT8 speed-up on x86 / ARM.
+INT8_CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+                  "asimddp", "i8mm")
+
+
+def cpu_instructions(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """Which of :data:`INT8_CPU_FLAGS` this CPU has (empty when /proc/cpuinfo is missing)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    flags: set[str] = set()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return [flag for flag in INT8_CPU_FLAGS if flag in flags]
+
+
+def int8_bench_options(calib_images: str | os.PathLike) -> Int8Options:
+    """Quantization for latency cases: the export's scheme, all layers quantized (no
+    sensitivity search, which would take minutes per ResNet-50 size; the demo model's
+    ``auto`` choice keeps none) and verification recorded, not enforced (untrained weights)."""
+    return Int8Options(calib_images=calib_images, max_images=BENCH_CALIB_FRAMES,
+                       fp32_layers="none", thresholds=Int8Thresholds(math.inf, 0.0, 0.0),
+                       progress=False)
+
+
+def _synthetic_frames(cache_dir: str | os.PathLike, sizes: Sequence[tuple]) -> Path:
+    """:data:`BENCH_CALIB_FRAMES` synthetic indoor frames at the largest size, in cache_dir."""
+    import cv2
+
+    width, height = max(sizes, key=lambda size: size[0] * size[1])
+    folder = Path(cache_dir) / f"calib_synthetic_{width}x{height}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(BENCH_CALIB_FRAMES):
+        path = folder / f"frame{i:03d}.png"
+        if not path.is_file():
+            rgb = render_scene(SPLIT_SEED_OFFSETS["val"] + 7000 + i, height, width).rgb
+            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
 
 
 def _stats(values_ms: Sequence[float]) -> dict:
@@ -162,11 +211,14 @@ def available_backends() -> dict[str, str | None]:
 def run_benchmark(model: str | os.PathLike, backends: Sequence[str], sizes: Sequence[tuple],
                   precisions: Sequence[str] = ("fp32",), iters: int = 20, warmup: int = 3,
                   threads: Sequence[int] = (2,), device: str = "cpu", cache_dir: str | None = None,
-                  timeout_s: float = 1800.0, model_note: str = "") -> dict:
+                  timeout_s: float = 1800.0, model_note: str = "",
+                  calib_images: str | os.PathLike | None = None) -> dict:
     """Run every (backend, precision, size, thread count) case; returns the results dict.
 
     ``threads`` lists CPU thread counts used for torch and onnxruntime alike (TensorRT cases
-    run once, at the first count).
+    run once, at the first count). ``int8`` cases run the model quantized on
+    ``calib_images`` (default: :data:`BENCH_CALIB_FRAMES` synthetic indoor frames), see
+    :func:`int8_bench_options`.
     """
     from tqdm import tqdm
 
@@ -190,11 +242,19 @@ def run_benchmark(model: str | os.PathLike, backends: Sequence[str], sizes: Sequ
         if backend == "torch" and precision != "fp32" and device == "cpu":
             entry["skipped"] = "torch fp16 runs on CUDA only"
             continue
-        if backend == "onnxruntime" and precision == "int8":
-            entry["skipped"] = "int8 is TensorRT-only"
+        if backend == "torch" and precision == "int8":
+            entry["skipped"] = "int8 runs on onnxruntime / TensorRT (quantized ONNX)"
             continue
         model_for_case = str(model)
-        if backend in ("onnxruntime", "tensorrt"):
+        if precision == "int8" and backend in ("onnxruntime", "tensorrt"):
+            start = time.perf_counter()
+            path, record, _ = cached_int8_onnx(
+                model, cache_dir, ExportOptions(height, width),
+                int8_bench_options(calib_images or _synthetic_frames(cache_dir, sizes)))
+            model_for_case = str(path)
+            entry["export_s"] = time.perf_counter() - start
+            entry["int8"] = {k: record["int8"][k] for k in ("verification", "fp32_layers")}
+        elif backend in ("onnxruntime", "tensorrt"):
             start = time.perf_counter()
             options = ExportOptions(height, width, fp16=(backend == "onnxruntime"
                                                          and precision == "fp16"))
@@ -214,7 +274,8 @@ def run_benchmark(model: str | os.PathLike, backends: Sequence[str], sizes: Sequ
                       "num_classes": meta.num_classes, "note": model_note},
             "settings": {"iters": iters, "warmup": warmup, "threads": list(threads),
                          "device": device, "isolated_processes": True},
-            "machine": machine_info(), "load_average": list(os.getloadavg()),
+            "machine": machine_info(), "cpu_instructions": cpu_instructions(),
+            "load_average": list(os.getloadavg()),
             "results": results, "resize_path": resize_path,
             "ratios": compute_ratios(results, resize_path)}
 
@@ -249,7 +310,9 @@ def compute_ratios(results: list, resize_path: dict | None = None) -> dict:
                     "onnxruntime_vs_torch_speedup_cpu": {},
                     "prepost_share": {},
                     "prepost_share_with_resize": {},
-                    "tensorrt_fp16_vs_torch_fp32_speedup": {}}
+                    "tensorrt_fp16_vs_torch_fp32_speedup": {},
+                    "onnxruntime_int8_vs_fp32_latency": {},
+                    "onnxruntime_int8_vs_fp32_latency_cpu": {}}
     if resize_path:
         cost = resize_path["preprocess_ms"] + resize_path["postprocess_ms"]
         for entry in results:
@@ -274,6 +337,12 @@ def compute_ratios(results: list, resize_path: dict | None = None) -> dict:
             if "cpu_ms" in torch32 and "cpu_ms" in ort32:
                 ratios["onnxruntime_vs_torch_speedup_cpu"][case] = (
                     torch32["cpu_ms"]["p50"] / ort32["cpu_ms"]["p50"])
+        ort8 = _find(results, "onnxruntime", "int8", size, count)
+        if ort32 and ort8:
+            ratios["onnxruntime_int8_vs_fp32_latency"][case] = (ort8["latency_ms"]["p50"]
+                                                                / ort32["latency_ms"]["p50"])
+            ratios["onnxruntime_int8_vs_fp32_latency_cpu"][case] = (ort8["cpu_ms"]["p50"]
+                                                                    / ort32["cpu_ms"]["p50"])
         if torch32 and trt16 and torch32.get("describe", {}).get("device", "").startswith("cuda"):
             ratios["tensorrt_fp16_vs_torch_fp32_speedup"][case] = (
                 torch32["latency_ms"]["p50"] / trt16["latency_ms"]["p50"])
@@ -291,7 +360,8 @@ def to_markdown(report: dict) -> str:
     lines = [f"# Runtime benchmark: {model['encoder']} synergy net, {model['num_classes']} "
              "classes", "",
              f"Machine: {machine_summary(report['machine'])}; load average at the end "
-             f"{', '.join(f'{v:.2f}' for v in report['load_average'])}.",
+             f"{', '.join(f'{v:.2f}' for v in report['load_average'])}; INT8-relevant CPU "
+             f"instructions: {', '.join(report.get('cpu_instructions') or []) or 'none found'}.",
              f"Settings: {report['settings']['iters']} timed iterations after "
              f"{report['settings']['warmup']} warm-up ones, CPU threads "
              f"{report['settings']['threads']} (torch and onnxruntime alike), one fresh "
@@ -340,6 +410,16 @@ def to_markdown(report: dict) -> str:
         for name, share in ratios["prepost_share_with_resize"].items():
             verdict = "met" if share <= 0.05 else "NOT met"
             lines.append(f"  - share of {name}: {share:.2%} (target <= 5%: {verdict})")
+    for size, value in ratios.get("onnxruntime_int8_vs_fp32_latency", {}).items():
+        verdict = "met" if value <= 0.6 else "NOT met"
+        cpu = ratios["onnxruntime_int8_vs_fp32_latency_cpu"][size]
+        lines.append(f"- onnxruntime INT8 vs FP32 latency at {size}: {value:.2f}x p50 (target "
+                     f"<= 0.6x: {verdict}); CPU time per call: {cpu:.2f}x")
+    int8_rows = [e for e in report["results"] if "int8" in e]
+    for e in int8_rows:
+        lines.append(f"- INT8 model at {e['size']} vs FP32 on held-out calibration frames: "
+                     f"{e['int8']['verification']}, FP32 layers: "
+                     f"{e['int8']['fp32_layers'] or 'none'}")
     if ratios["tensorrt_fp16_vs_torch_fp32_speedup"]:
         for size, value in ratios["tensorrt_fp16_vs_torch_fp32_speedup"].items():
             verdict = "met" if value >= 3.0 else "NOT met"

@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runtime: cpu or cuda for torch/onnxruntime")
     parser.add_argument("--cache-dir", help="runtime: where ONNX exports/engines are cached "
                         "(default: a temporary folder)")
+    parser.add_argument("--calib-images", help="runtime: camera frames to quantize the int8 "
+                        "cases on (default: synthetic indoor frames)")
     parser.add_argument("--note", default="", help="runtime: free text about the model for "
                         "the report (e.g. how it was trained)")
     parser.add_argument("--output", default=None,
@@ -151,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
                     "the weights)")
         report = run_benchmark(model, backends, sizes, precisions, iters=iters,
                                warmup=args.warmup, threads=threads, device=args.device,
-                               cache_dir=args.cache_dir or tmp, model_note=note)
+                               cache_dir=args.cache_dir or tmp, model_note=note,
+                               calib_images=args.calib_images)
     _write_and_print(report, to_markdown(report), args.output or _DEFAULT_OUTPUT["runtime"])
     failed = [e for e in report["results"] if "error" in e]
     return 1 if failed and len(failed) == len(report["results"]) else 0

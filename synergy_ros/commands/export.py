@@ -24,13 +24,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="onnx: float16 weights/activations with float32 I/O; engine: "
                              "TensorRT FP16 kernels")
     parser.add_argument("--int8", action="store_true",
-                        help="engine: INT8 (with FP16 fallback), calibrated on --calib-images")
+                        help="static INT8 quantization calibrated on --calib-images: onnx: a "
+                             "Q/DQ <name>.int8.onnx for onnxruntime (CPU) and TensorRT, "
+                             "verified against FP32 on held-out frames; engine: builds that "
+                             "Q/DQ ONNX (cached), then an explicitly quantized engine")
     parser.add_argument("--calib-images", help="folder of camera frames for INT8 calibration "
-                        "(the calibration cache is kept in the cache dir, keyed by the "
-                        "images' content: another folder means a new calibration)")
-    parser.add_argument("--max-calib-images", type=int, default=500,
-                        help="engine: calibrate on at most this many images (the first by "
-                             "name; default 500)")
+                        "(the quantized ONNX is keyed by the images' content: another folder "
+                        "means a new calibration)")
+    parser.add_argument("--calib-max", "--max-calib-images", dest="calib_max", type=int,
+                        default=200, help="calibrate on at most this many images (the first "
+                        "by name, held-out verification frames included; default 200)")
+    parser.add_argument("--int8-target", choices=("cpu", "tensorrt"), default=None,
+                        help="int8 activations: cpu = uint8 asymmetric (fast on onnxruntime "
+                             "x86/ARM; default for --format onnx), tensorrt = int8 symmetric "
+                             "(TensorRT explicit quantization; always used for --format engine)")
+    parser.add_argument("--verify-frames", type=int, default=None,
+                        help="int8: frames (the last by name) held out of calibration for the "
+                             "INT8-vs-FP32 check (default a fifth, 1 to 50)")
+    parser.add_argument("--fp32-layers", default="auto",
+                        help="int8: layers kept in FP32: auto (by measured sensitivity, "
+                             "default), none, or a comma list of layer names (the module paths "
+                             "printed by the export)")
+    parser.add_argument("--max-fp32-layers", type=int, default=4,
+                        help="int8: at most this many layers kept in FP32 by auto (default 4)")
+    parser.add_argument("--int8-max-median-rel", type=float, default=0.03,
+                        help="int8: fail when the median relative depth difference to FP32 on "
+                             "the held-out frames is above this (default 0.03)")
+    parser.add_argument("--int8-min-delta1", type=float, default=0.97,
+                        help="int8: fail when fewer pixels than this have "
+                             "max(d8/d32, d32/d8) < 1.25 (default 0.97)")
+    parser.add_argument("--int8-min-label-agreement", type=float, default=0.95,
+                        help="int8: fail when fewer pixels than this keep their FP32 class "
+                             "(default 0.95)")
     parser.add_argument("--device", default="cuda",
                         help="engine: the GPU to build and check on, cuda or cuda:N "
                              "(default cuda = cuda:0, the first visible GPU)")
@@ -50,11 +75,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT builder workspace limit in GiB (default 2)")
 
 
+def int8_options(args):
+    """:class:`Int8Options` from the parsed flags."""
+    from synergy_ros.core.errors import SynergyError
+    from synergy_ros.runtime.quantizer import Int8Options, Int8Thresholds
+
+    if not args.calib_images:
+        raise SynergyError("--int8 needs --calib-images DIR (a folder of camera frames like the "
+                           "deployment camera's, a few hundred)")
+    layers = args.fp32_layers.strip()
+    fp32_layers = layers if layers in ("auto", "none") else tuple(
+        name.strip() for name in layers.split(",") if name.strip())
+    target = "tensorrt" if args.format == "engine" else (args.int8_target or "cpu")
+    return Int8Options(calib_images=args.calib_images, max_images=args.calib_max, target=target,
+                       verify_frames=args.verify_frames, fp32_layers=fp32_layers,
+                       max_fp32_layers=args.max_fp32_layers,
+                       thresholds=Int8Thresholds(args.int8_max_median_rel, args.int8_min_delta1,
+                                                 args.int8_min_label_agreement))
+
+
+def print_int8_report(report) -> None:
+    """Print the quantization record: held-out agreement, sensitivity, layers kept FP32."""
+    if report.sensitivity:
+        ranked = sorted(report.sensitivity.items(), key=lambda item: -item[1])[:8]
+        print(f"INT8 layer sensitivity (error removed by keeping the layer FP32; all layers "
+              f"quantized: {report.full_int8_error:.4f}):")
+        for name, gain in ranked:
+            print(f"  {gain:+.4f}  {name}")
+    print(f"layers kept in FP32: {', '.join(report.fp32_layers) or 'none'}")
+    print(f"INT8 vs FP32: {report.agreement.summary()} -> OK "
+          f"({report.seconds.get('total', 0):.0f} s)")
+
+
 def _export_onnx(args, options, checkpoint):
     from pathlib import Path
 
     from synergy_ros.runtime.exporter import export_onnx
 
+    if args.int8:
+        from synergy_ros.runtime.exporter import export_int8_onnx
+        from synergy_ros.runtime.quantizer import int8_output_name
+
+        output = Path(args.output or int8_output_name(checkpoint, options.height,
+                                                      options.width))
+        report = export_int8_onnx(checkpoint, output, options, int8_options(args))
+        print_int8_report(report)
+        print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, opset {options.opset}, "
+              f"int8 Q/DQ for {report.target}, input {options.height}x{options.width})")
+        return 0
     suffix = "_fp16" if options.fp16 else ""
     output = Path(args.output or checkpoint.with_name(
         f"{checkpoint.stem}_{options.height}x{options.width}{suffix}.onnx"))
@@ -76,16 +144,21 @@ def _build_engine(args, options, checkpoint, cache_dir):
 
     require_tensorrt("build the engine on the GPU machine that will run it (`synergy export "
                      "--format engine --build-only`), or use --format onnx")
-    if args.int8 and not args.calib_images:
-        raise SynergyError("--int8 needs --calib-images DIR (a folder of camera frames)")
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     onnx_path = checkpoint
-    if checkpoint.suffix.lower() != ".onnx":
+    if args.int8:  # explicit quantization: the Q/DQ ONNX first (cached), then the engine
+        from synergy_ros.runtime.exporter import cached_int8_onnx
+
+        onnx_path, record, _ = cached_int8_onnx(checkpoint, cache_dir, options,
+                                                int8_options(args))
+        print(f"INT8 Q/DQ ONNX {onnx_path}: held-out agreement with FP32 "
+              f"{record['int8']['verification']}")
+    elif checkpoint.suffix.lower() != ".onnx":
         onnx_path = cached_onnx(checkpoint, cache_dir, options)
     engine, record, built = engine_for_onnx(
         onnx_path, cache_dir, precision, device=args.device, engine_path=args.output,
-        calib_images=args.calib_images, workspace_gb=args.workspace_gb,
-        max_calib_images=args.max_calib_images)
+        workspace_gb=args.workspace_gb)
+    precision = record["key"]["precision"]  # a Q/DQ .onnx builds INT8 whatever was asked
     state = f"built in {record.get('build_seconds', 0):.0f} s" if built else "cached, valid"
     print(f"engine {engine} ({Path(engine).stat().st_size / 1e6:.1f} MB, {precision}, {state}) "
           f"for {record['key']['gpu_name']} / TensorRT {record['key']['tensorrt_version']}")
@@ -100,11 +173,12 @@ def _build_engine(args, options, checkpoint, cache_dir):
             load_predictor(onnx_path, backend="onnxruntime") as ort_pred:
         image = sample_image(*trt_pred.input_size)
         got, want = trt_pred.predict(image), ort_pred.predict(image)
-    limit = 1e-3 if precision == "fp32" else 1e-2  # mean relative depth difference only
+    # mean relative depth difference only; int8: both run the same Q/DQ graph, kernels differ
+    limit = {"fp32": 1e-3, "fp16": 1e-2}.get(precision, 2e-2)
     report = compare_outputs(got, want, Tolerance(math.inf, limit, 0.0))
     rel = report.depth_mean_rel
-    print(f"TensorRT {precision} vs onnxruntime fp32: mean relative depth difference "
-          f"{rel:.3%}, label agreement {report.label_agreement:.2%}")
+    print(f"TensorRT {precision} vs onnxruntime on {Path(onnx_path).name}: mean relative depth "
+          f"difference {rel:.3%}, label agreement {report.label_agreement:.2%}")
     if not report.ok:
         raise SynergyError(f"{engine}: TensorRT {precision} depth differs by {rel:.2%} (limit "
                            f"{limit:.1%}) from onnxruntime; use a higher precision")
@@ -124,8 +198,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise SynergyError(f"checkpoint {checkpoint} does not exist")
-    if args.format == "onnx" and (args.int8 or args.build_only or args.calib_images):
-        raise SynergyError("--int8, --calib-images and --build-only apply to --format engine")
+    if args.format == "onnx" and args.build_only:
+        raise SynergyError("--build-only applies to --format engine")
+    if args.calib_images and not args.int8:
+        raise SynergyError("--calib-images applies to --int8; add --int8 or drop it")
     if args.int8 and args.fp16:
         raise SynergyError("choose one of --fp16 and --int8 (INT8 engines fall back to FP16)")
     height, width = args.height, args.width

@@ -9,9 +9,9 @@ wait for one build instead of building the same engine twice.
 
 Engine keys (:class:`EngineKey`) are the ONNX file's SHA-256, TensorRT version, GPU name and
 compute capability, precision and input shape, and for INT8 the calibration image set
-(:func:`calibration_digest`): change any of them and a new engine is built. INT8 calibration
-caches are named by the same calibration digest, so new calibration images mean a new
-calibration, never a silent reuse of the old one.
+(:func:`calibration_digest`) of the Q/DQ ONNX it is built from: change any of them and a new
+engine is built. Quantized ONNX files made for engines are cached under the same digest, so
+new calibration images mean a new quantization, never a silent reuse of the old one.
 This module is plain Python (no TensorRT import) so it is tested everywhere.
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
-import glob
 import hashlib
 import json
 import logging
@@ -256,10 +255,12 @@ def io_problems(actual: dict, expected: dict) -> list[str]:
     return problems
 
 
-#: Part of every calibration digest: bump it when the calibrator feeds TensorRT differently
+#: Part of every calibration digest: bump it when calibration reads the images differently
 #: (preprocessing, batching), so calibrations made the old way are not reused. 2: images are
-#: resized with the shared training/inference rule (area when shrinking).
-CALIBRATION_FORMAT = 2
+#: resized with the shared training/inference rule (area when shrinking). 3: Q/DQ ONNX
+#: calibrated by onnxruntime.quantization (runtime/quantizer.py) instead of TensorRT's
+#: implicit calibrator.
+CALIBRATION_FORMAT = 3
 
 
 def calibration_files(image_dir: str | os.PathLike, max_images: int) -> list[Path]:
@@ -287,55 +288,3 @@ def calibration_digest(files: list[Path], max_images: int) -> str:
     entries = [[Path(f).name, Path(f).stat().st_size, file_sha256(f)] for f in files]
     return key_digest({"format": CALIBRATION_FORMAT, "max_images": int(max_images),
                        "files": entries})
-
-
-@dataclasses.dataclass(frozen=True)
-class Calibration:
-    """One INT8 calibration: its digest (the engine key's ``calibration``), the TensorRT
-    calibration cache file named by it, and the images to read (empty: the cache file exists
-    and is reused as is)."""
-
-    digest: str
-    cache_file: Path
-    files: tuple = ()
-    source: str | None = None
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable summary for the engine's sidecar."""
-        return {"digest": self.digest, "cache_file": self.cache_file.name,
-                "images": len(self.files), "source": self.source}
-
-
-def calibration_cache_path(cache_dir: str | os.PathLike, onnx_path: str | os.PathLike,
-                           onnx_sha256: str, digest: str) -> Path:
-    """``<cache_dir>/<onnx stem>.<onnx sha 16>.<calibration digest>.int8.calib``."""
-    return Path(cache_dir) / f"{Path(onnx_path).stem}.{onnx_sha256[:16]}.{digest}.int8.calib"
-
-
-def calibration_for(cache_dir: str | os.PathLike, onnx_path: str | os.PathLike,
-                    onnx_sha256: str, calib_images: str | os.PathLike | None,
-                    max_images: int) -> Calibration:
-    """The calibration an INT8 build of ``onnx_path`` uses.
-
-    With ``calib_images``: that folder's first ``max_images`` images, keyed by their digest.
-    Without (the node, ``synergy evaluate``): the newest calibration cache made for this ONNX
-    file in ``cache_dir`` (by ``synergy export --int8 --calib-images``); SynergyError when none.
-    """
-    if calib_images is not None:
-        files = calibration_files(calib_images, max_images)
-        digest = calibration_digest(files, max_images)
-        return Calibration(digest, calibration_cache_path(cache_dir, onnx_path, onnx_sha256,
-                                                          digest), tuple(files), str(calib_images))
-    prefix = f"{Path(onnx_path).stem}.{onnx_sha256[:16]}."
-    suffix = ".int8.calib"
-    caches = [p for p in Path(cache_dir).glob(f"{glob.escape(prefix)}*{suffix}") if p.is_file()]
-    if not caches:
-        raise SynergyError(f"INT8 needs a calibration for {Path(onnx_path).name} and {cache_dir} "
-                           "has none: run `synergy export --format engine --int8 --calib-images "
-                           "DIR` (a folder of camera frames) with the same cache dir first")
-    newest = max(caches, key=lambda p: (p.stat().st_mtime_ns, p.name))
-    digest = newest.name[len(prefix):-len(suffix)]
-    if len(caches) > 1:
-        LOG.info("INT8: %d calibrations cached for %s; using the newest, %s", len(caches),
-                 Path(onnx_path).name, newest.name)
-    return Calibration(digest, newest, (), None)

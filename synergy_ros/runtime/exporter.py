@@ -23,6 +23,7 @@ import dataclasses
 import io
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -34,8 +35,12 @@ from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
 from synergy_ros.runtime.base import (ATTENTION_NAME, DEPTH_NAME, INPUT_NAME, LABELS_NAME,
                                       graph_io_spec)
-from synergy_ros.runtime.engine_cache import cached_build, file_sha256, key_digest
+from synergy_ros.runtime.engine_cache import (cached_build, calibration_digest, calibration_files,
+                                              file_sha256, key_digest, read_record,
+                                              record_problems)
 from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor
+from synergy_ros.runtime.quantizer import (INT8_SUFFIX, Int8Options, Int8Report,
+                                           check_calibration_folder, is_int8, quantize_int8)
 
 LOG = logging.getLogger("synergy_ros.runtime.exporter")
 DEFAULT_OPSET = 17
@@ -244,3 +249,111 @@ def cached_onnx(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                                           options.with_attention)}
 
     return cached_build(target, key, build, what="ONNX export").path
+
+
+def _int8_bytes(model_path: str | os.PathLike, options: ExportOptions,
+                int8: Int8Options) -> tuple[bytes, ModelMeta, Int8Report]:
+    """(INT8 Q/DQ ONNX bytes with metadata, its ModelMeta, the quantization report) of a
+    ``.pt`` model file (exported at ``options`` first) or an FP32 ``.onnx`` from ``synergy
+    export`` (quantized as it is). SynergyError when the verification fails."""
+    import onnx
+
+    if options.fp16:
+        raise SynergyError("choose one of --fp16 and --int8")
+    check_calibration_folder(int8)  # a bad folder fails before the export
+    source = Path(model_path)
+    with tempfile.TemporaryDirectory(prefix="synergy_export_int8_") as tmp:
+        fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        if source.suffix.lower() == ".onnx":
+            props = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
+            if ONNX_META_KEY not in props:
+                raise SynergyError(f"{source} has no '{ONNX_META_KEY}' metadata; pass the .pt "
+                                   "model file or an ONNX from `synergy export`")
+            meta = ModelMeta.from_json(props[ONNX_META_KEY], source=str(source))
+            if is_int8(meta):
+                raise SynergyError(f"{source} is already quantized (INT8 Q/DQ)")
+            fp32_path.write_bytes(source.read_bytes())
+        else:
+            data, meta = export_onnx_bytes(source, options)
+            fp32_path.write_bytes(data)
+        report = quantize_int8(fp32_path, meta, int8, int8_path)
+        model = onnx.load(str(int8_path))
+    export = {**meta.extra.get("export", {}), "int8": report.to_dict()}
+    int8_meta = dataclasses.replace(meta, extra={**meta.extra, "export": export})
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {ONNX_META_KEY: int8_meta.to_json()})
+    model.producer_name = "synergy_ros"
+    onnx.checker.check_model(model)
+    return model.SerializeToString(), int8_meta, report
+
+
+def export_int8_onnx(model_path: str | os.PathLike, output: str | os.PathLike,
+                     options: ExportOptions, int8: Int8Options) -> Int8Report:
+    """Export ``model_path`` to FP32 ONNX, quantize it to INT8 (Q/DQ) on ``int8.calib_images``
+    and write ``output`` (atomically) with the model's metadata plus the quantization record
+    (``extra["export"]["int8"]``: calibration, layers kept in FP32, sensitivity, held-out
+    agreement). SynergyError (nothing written) when the held-out verification fails.
+    """
+    data, _, report = _int8_bytes(model_path, options, int8)
+    atomic_write_bytes(output, data)
+    LOG.info("wrote %s (%.1f MB)", output, len(data) / 1e6)
+    return report
+
+
+def _int8_prefix(model_path: Path, source_sha256: str) -> str:
+    """File-name prefix of the cached INT8 ONNX files of one model file."""
+    return f"{model_path.stem}.{source_sha256[:16]}."
+
+
+def cached_int8_onnx(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
+                     options: ExportOptions, int8: Int8Options) -> tuple[Path, dict, bool]:
+    """The INT8 Q/DQ ONNX of ``model_path`` (``.pt``, or an FP32 ``.onnx``) for the engine path
+    (``synergy export --format engine --int8``), kept in ``cache_dir`` as
+    ``<stem>.<source sha 16>.<key digest>.int8.onnx``; the key holds the source's SHA-256, the
+    export options, the calibration images' digest, the quantization options and the
+    synergy_ros/torch/onnxruntime versions. Returns (path, sidecar record, built now)."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise SynergyError(f"model file {model_path} does not exist")
+    files = calibration_files(int8.calib_images, int8.max_images)
+    source_sha = file_sha256(model_path)
+    key = {"source_sha256": source_sha, "options": options.to_dict(),
+           "calibration": calibration_digest(files, int8.max_images),
+           "int8": int8.key_dict(), "synergy_ros": __version__,
+           "torch": _package_version("torch"), "onnxruntime": _package_version("onnxruntime")}
+    target = (Path(cache_dir)
+              / f"{_int8_prefix(model_path, source_sha)}{key_digest(key)}{INT8_SUFFIX}")
+
+    def build() -> tuple[bytes, dict]:
+        data, meta, report = _int8_bytes(model_path, options, int8)
+        return data, {"source": str(model_path), "meta": meta.to_dict(),
+                      "int8": report.to_dict()}
+
+    result = cached_build(target, key, build, what="INT8 ONNX")
+    return result.path, result.record, result.built
+
+
+def newest_cached_int8(model_path: str | os.PathLike, cache_dir: str | os.PathLike) -> Path:
+    """The newest valid INT8 ONNX cached for ``model_path`` in ``cache_dir`` (made by ``synergy
+    export --format engine --int8 --calib-images``): what ``precision="int8"`` runs for a model
+    file that is not quantized itself. SynergyError saying how to make one when there is none.
+    """
+    import glob
+
+    model_path = Path(model_path)
+    prefix = _int8_prefix(model_path, file_sha256(model_path))
+    found = [p for p in Path(cache_dir).glob(f"{glob.escape(prefix)}*{INT8_SUFFIX}")
+             if p.is_file() and not record_problems(p, read_record(p),
+                                                    (read_record(p) or {}).get("key") or {},
+                                                    check_hash=False)]
+    if not found:
+        raise SynergyError(
+            f"int8 needs a quantized model and {cache_dir} holds none for {model_path.name}: "
+            f"pass an .int8.onnx from `synergy export --checkpoint {model_path.name} --format "
+            "onnx --int8 --calib-images DIR`, or run `synergy export --format engine --int8 "
+            "--calib-images DIR` with the same cache dir first")
+    newest = max(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    if len(found) > 1:
+        LOG.info("int8: %d quantized models cached for %s; using the newest, %s", len(found),
+                 model_path.name, newest.name)
+    return newest

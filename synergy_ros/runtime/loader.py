@@ -23,9 +23,10 @@ from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import load_model_meta
 from synergy_ros.runtime.base import BACKENDS, PRECISIONS, Predictor
 from synergy_ros.runtime.device import module_installed, parse_device
-from synergy_ros.runtime.exporter import ExportOptions, cached_onnx
+from synergy_ros.runtime.exporter import ExportOptions, cached_onnx, newest_cached_int8
 from synergy_ros.runtime.onnx_backend import OnnxRuntimePredictor, cuda_provider_available
-from synergy_ros.runtime.tensorrt_backend import load_tensorrt_predictor
+from synergy_ros.runtime.quantizer import is_int8
+from synergy_ros.runtime.tensorrt_backend import load_tensorrt_predictor, onnx_interface
 
 LOG = logging.getLogger("synergy_ros.runtime")
 MODEL_SUFFIXES = (".pt", ".onnx", ".engine")
@@ -122,7 +123,9 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         backend: ``auto``, ``torch``, ``onnxruntime`` or ``tensorrt``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32``, ``fp16`` (torch on CUDA, fp16 ONNX export, TensorRT FP16) or
-            ``int8`` (TensorRT with a calibration cache, see ``synergy export``).
+            ``int8`` (onnxruntime or TensorRT on a quantized ``.int8.onnx``: the file itself,
+            or for another model file the newest one cached for it, see ``synergy export
+            --int8``). A quantized ``.onnx`` always runs in INT8.
         engine_cache_dir: where ONNX exports and engines are cached (see
             :func:`default_cache_dir`).
         input_size: (h, w) pixels to run at; default the model's ``meta.input_size`` (an
@@ -141,9 +144,17 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         raise SynergyError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     backend, device, why = choose_backend(path, backend, device)
     LOG.info("inference backend %s on %s for %s (%s)", backend, device, path.name, why)
-    if precision == "int8" and backend != "tensorrt":
-        raise SynergyError("int8 needs --backend tensorrt (and a CUDA GPU); use fp32 or fp16")
     cache_dir = Path(engine_cache_dir) if engine_cache_dir else default_cache_dir(path)
+    if precision == "int8":
+        if backend == "torch":
+            raise SynergyError("int8 runs on onnxruntime or TensorRT from a quantized .int8.onnx "
+                               "(`synergy export --format onnx --int8 --calib-images DIR`); the "
+                               "torch backend runs fp32 or fp16")
+        if not _is_int8_onnx(path):
+            path = newest_cached_int8(path, cache_dir)
+            LOG.info("int8: running %s", path)
+    elif _is_int8_onnx(path):
+        LOG.info("%s is quantized: running it in INT8 (the file's own precision)", path.name)
     common = {"output_resolution": output_resolution, "with_attention": with_attention}
     if backend == "torch":
         # lazy: torch_backend imports torch; importing synergy_ros.runtime must not (layer rule)
@@ -167,6 +178,16 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         onnx_or_engine = _export_for(path, cache_dir, input_size, with_attention, fp16=False)
     return load_tensorrt_predictor(onnx_or_engine, cache_dir=cache_dir, device=device,
                                    precision=precision, input_size=input_size, **common)
+
+
+def _is_int8_onnx(path: Path) -> bool:
+    """True for an ``.onnx`` whose metadata says it is quantized (``synergy export --int8``)."""
+    if path.suffix.lower() != ".onnx":
+        return False
+    try:
+        return is_int8(onnx_interface(path)[0])
+    except SynergyError:
+        return False  # not readable here: the backend reports it with the fix
 
 
 def _export_for(model_path: Path, cache_dir: Path, input_size: Sequence[int] | None,

@@ -141,7 +141,8 @@ class OnnxRuntimePredictor(Predictor):
         self._session = session
         self._outputs = [DEPTH_NAME, LABELS_NAME] + ([ATTENTION_NAME] if with_attention else [])
         self.device = str(spec)
-        self.precision = "fp16" if meta.extra.get("export", {}).get("fp16") else "fp32"
+        export = meta.extra.get("export", {})
+        self.precision = "int8" if export.get("int8") else "fp16" if export.get("fp16") else "fp32"
         self.model_path = str(onnx_path)
         self.providers = session.get_providers()
 

@@ -1,4 +1,5 @@
-"""TensorRT 10 backend: engine build (FP32/FP16/INT8) from the exported ONNX, cached engines,
+"""TensorRT 10 backend: engine build (FP32/FP16, INT8 from a Q/DQ ONNX) from the exported ONNX,
+cached engines,
 and execution with the tensor API (``set_tensor_address`` + ``execute_async_v3``).
 
 Device buffers are torch CUDA tensors allocated once per predictor (no pycuda); inputs go
@@ -14,28 +15,29 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from synergy_ros.core.atomic import atomic_write_bytes
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
 from synergy_ros.runtime.base import INPUT_NAME, Predictor, graph_io_spec
 from synergy_ros.runtime.device import cuda_index, module_installed, torch_device
-from synergy_ros.runtime.engine_cache import (Calibration, EngineKey, cached_build, calibration_for,
-                                              engine_cache_path, environment_problems, file_sha256,
-                                              io_problems, read_record, record_problems,
-                                              sidecar_path)
+from synergy_ros.runtime.engine_cache import (EngineKey, cached_build, engine_cache_path,
+                                              environment_problems, file_sha256, io_problems,
+                                              read_record, record_problems, sidecar_path)
 from synergy_ros.runtime.prediction import RawOutput
-from synergy_ros.runtime.preprocess import Preprocessor
+from synergy_ros.runtime.quantizer import is_int8
 
 if TYPE_CHECKING:  # the typed TensorRT API (PyPI tensorrt-stubs) for mypy; never imported here
     import tensorrt as trt
 
 LOG = logging.getLogger("synergy_ros.runtime")
 DEFAULT_WORKSPACE_GB = 2.0
-DEFAULT_MAX_CALIB_IMAGES = 500
+INT8_NEEDS_QDQ = ("INT8 engines are built from a quantized (Q/DQ) ONNX and {onnx} is not one: "
+                  "run `synergy export --checkpoint MODEL.pt --format onnx --int8 --calib-images "
+                  "DIR` and pass the .int8.onnx, or `synergy export --format engine --int8 "
+                  "--calib-images DIR`")
 #: How long ``close()`` waits for a running inference before leaving the buffers to it (s).
 CLOSE_TIMEOUT_S = 30.0
 _FALLBACK = "pass --backend onnxruntime to run without TensorRT"
@@ -165,74 +167,31 @@ def engine_io(engine: trt.ICudaEngine) -> dict:
     return spec
 
 
-def _image_calibrator(calibration: Calibration, meta: ModelMeta, input_shape: Sequence[int],
-                      device_index: int) -> trt.IInt8EntropyCalibrator2:
-    """An IInt8EntropyCalibrator2 feeding ``calibration``'s images, preprocessed exactly as the
-    predictors preprocess camera frames, from a buffer on CUDA device ``device_index``."""
-    import cv2
-    import tensorrt as trt
-    import torch
-
-    batch_size = max(1, int(input_shape[0]))
-    pre = Preprocessor(input_shape[2:], meta.mean, meta.std)
-    cache_file = calibration.cache_file
-
-    class ImageFolderCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.files = list(calibration.files)
-            self.position = 0
-            self.device_input = torch.empty(tuple([batch_size, *input_shape[1:]]),
-                                            dtype=torch.float32,
-                                            device=torch.device("cuda", device_index))
-
-        def get_batch_size(self) -> int:
-            return batch_size
-
-        def get_batch(self, names: list[str]) -> list[int]:
-            if self.position + batch_size > len(self.files):
-                return []  # no more batches (the typed API: [] or None)
-            images = []
-            for path in self.files[self.position:self.position + batch_size]:
-                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if bgr is None:
-                    raise SynergyError(f"INT8 calibration: cannot read image {path}")
-                images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            self.position += batch_size
-            batch, _ = pre(images)
-            self.device_input.copy_(torch.from_numpy(batch))
-            torch.cuda.synchronize()
-            return [int(self.device_input.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes | None:  # "a cache object or None"
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            atomic_write_bytes(cache_file, bytes(cache))
-
-    return ImageFolderCalibrator()
-
-
 def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
-                 workspace_gb: float = DEFAULT_WORKSPACE_GB,
-                 calibration: Calibration | None = None, max_batch: int = 1,
+                 workspace_gb: float = DEFAULT_WORKSPACE_GB, max_batch: int = 1,
                  device: str = "cuda") -> tuple[bytes, dict]:
     """Build a serialized TensorRT engine from an exported ONNX file on CUDA ``device``.
 
-    TensorRT 10 API: ``Builder.create_network(0)`` (explicit batch is the only mode),
-    ``OnnxParser``, ``set_memory_pool_limit(WORKSPACE)``, ``BuilderFlag.FP16`` /
-    ``BuilderFlag.INT8`` with an ``IInt8EntropyCalibrator2`` on ``calibration`` (its cache file
-    is reused), and ``build_serialized_network``. Returns (engine bytes, sidecar fields: meta,
-    I/O and the calibration used).
+    TensorRT 10 API: ``OnnxParser``, ``set_memory_pool_limit(WORKSPACE)``,
+    ``build_serialized_network``. fp32/fp16: ``create_network(0)`` (explicit batch is the only
+    mode) and ``BuilderFlag.FP16`` for fp16. int8: explicit quantization of a Q/DQ ONNX from
+    ``synergy export --int8`` in a strongly typed network
+    (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``, no precision flags and no calibrator,
+    as TensorRT 10's "Explicit Quantization" guide prescribes; the Q/DQ scales in the file are
+    the calibration). Returns (engine bytes, sidecar fields: meta, I/O, quantization record).
     """
     require_tensorrt()
     import tensorrt as trt
 
     device_index = use_cuda_device(device)
     meta, input_shape = onnx_interface(onnx_path)
+    explicit_int8 = precision == "int8"
+    if explicit_int8 and not is_int8(meta):
+        raise SynergyError(INT8_NEEDS_QDQ.format(onnx=onnx_path))
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if explicit_int8 else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -240,7 +199,7 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
                            f"with `synergy export --format onnx` (opset 17), or {_FALLBACK}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if precision in ("fp16", "int8"):
+    if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     profile = None
     if input_shape[0] == -1:  # dynamic batch: one optimisation profile 1..max_batch
@@ -248,15 +207,6 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
         low, opt, high = profile_shapes(input_shape, max_batch)
         profile.set_shape(INPUT_NAME, trt.Dims(low), trt.Dims(opt), trt.Dims(high))
         config.add_optimization_profile(profile)
-        input_shape = high
-    if precision == "int8":
-        if calibration is None:
-            raise SynergyError("INT8 needs a calibration (`synergy export --format engine "
-                               "--int8 --calib-images DIR`)")
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _image_calibrator(calibration, meta, input_shape, device_index)
-        if profile is not None:
-            config.set_calibration_profile(profile)
     LOG.info("building TensorRT %s engine from %s on cuda:%d (this takes minutes)", precision,
              onnx_path, device_index)
     serialized = builder.build_serialized_network(network, config)
@@ -267,65 +217,70 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
     data = bytes(serialized)
     engine = trt.Runtime(logger).deserialize_cuda_engine(data)
     extra = {"meta": meta.to_dict(), "io": engine_io(engine), "onnx": str(onnx_path)}
-    if calibration is not None:
-        extra["calibration"] = calibration.to_dict()
+    if explicit_int8:
+        extra["quantization"] = "explicit Q/DQ (strongly typed network)"
     return data, extra
 
 
 def plan_engine(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, precision: str,
                 tensorrt_version: str, gpu: tuple[str, str],
                 engine_path: str | os.PathLike | None = None,
-                calib_images: str | os.PathLike | None = None,
-                max_calib_images: int = DEFAULT_MAX_CALIB_IMAGES,
-                input_size: Sequence[int] | None = None
-                ) -> tuple[EngineKey, Path, Calibration | None]:
-    """(engine key, engine file, INT8 calibration or None) for building ``onnx_path`` with
-    TensorRT ``tensorrt_version`` on ``gpu`` = (name, compute capability).
+                input_size: Sequence[int] | None = None) -> tuple[EngineKey, Path]:
+    """(engine key, engine file) for building ``onnx_path`` with TensorRT ``tensorrt_version``
+    on ``gpu`` = (name, compute capability).
 
-    Plain Python (reads the ONNX file, hashes the calibration images), so it runs anywhere.
-    ``input_size`` (h, w) pixels, when given, must be the ONNX file's exported size.
+    A Q/DQ ONNX (``synergy export --int8``) always builds an INT8 engine with explicit
+    quantization, keyed by its SHA-256 (which covers the Q/DQ scales) and, for the file name
+    and the sidecar, its calibration digest; ``int8`` with an FP32 ONNX is refused with what to
+    run. Plain Python (reads the ONNX file), so it runs anywhere. ``input_size`` (h, w)
+    pixels, when given, must be the ONNX file's exported size.
     """
-    _, input_shape = onnx_interface(onnx_path)
+    meta, input_shape = onnx_interface(onnx_path)
     if input_size is not None and tuple(input_size) != tuple(input_shape[2:]):
         raise SynergyError(f"{onnx_path} was exported for {input_shape[2]}x{input_shape[3]} "
                            f"(HxW), not {input_size[0]}x{input_size[1]}; re-export with "
                            "--height/--width")
-    if calib_images is not None and precision != "int8":
-        raise SynergyError("--calib-images applies to INT8 only; add --int8 or drop it")
-    onnx_sha = file_sha256(onnx_path)
-    calibration = (calibration_for(cache_dir, onnx_path, onnx_sha, calib_images,
-                                   max_calib_images) if precision == "int8" else None)
-    key = EngineKey(onnx_sha256=onnx_sha, tensorrt_version=tensorrt_version,
+    calibration = None
+    if is_int8(meta):
+        if precision != "int8":
+            LOG.info("%s is quantized (Q/DQ): building an INT8 engine, not %s",
+                     Path(onnx_path).name, precision)
+        precision = "int8"
+        record = meta.extra["export"]["int8"]
+        if record.get("target", "cpu") != "tensorrt":
+            raise SynergyError(f"{onnx_path} is quantized for onnxruntime on CPUs (uint8 "
+                               "activations, which TensorRT does not accept); re-export with "
+                               "`--int8 --int8-target tensorrt`, or build with `synergy export "
+                               "--format engine --int8 --calib-images DIR`")
+        calibration = record.get("calibration", {}).get("digest")
+    elif precision == "int8":
+        raise SynergyError(INT8_NEEDS_QDQ.format(onnx=onnx_path))
+    key = EngineKey(onnx_sha256=file_sha256(onnx_path), tensorrt_version=tensorrt_version,
                     gpu_name=gpu[0], compute_capability=gpu[1], precision=precision,
-                    input_shape=tuple(input_shape),
-                    calibration=calibration.digest if calibration else None)
+                    input_shape=tuple(input_shape), calibration=calibration)
     target = Path(engine_path) if engine_path else engine_cache_path(cache_dir, onnx_path, key)
-    return key, target, calibration
+    return key, target
 
 
 def engine_for_onnx(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike,
                     precision: str = "fp32", device: str = "cuda",
                     engine_path: str | os.PathLike | None = None,
-                    calib_images: str | os.PathLike | None = None,
                     workspace_gb: float = DEFAULT_WORKSPACE_GB,
-                    input_size: Sequence[int] | None = None,
-                    max_calib_images: int = DEFAULT_MAX_CALIB_IMAGES
-                    ) -> tuple[Path, dict, bool]:
+                    input_size: Sequence[int] | None = None) -> tuple[Path, dict, bool]:
     """The cached engine for ``onnx_path`` on this GPU/TensorRT (built if missing or stale).
 
     Returns (engine path, sidecar record, built now). ``engine_path`` overrides the cache
     file name (``synergy export --output``); its sidecar still records the full key. INT8
-    engines are keyed by their calibration images (:func:`plan_engine`).
+    engines come from Q/DQ ONNX files (:func:`plan_engine`).
     """
     require_tensorrt()
     import tensorrt as trt
 
-    key, target, calibration = plan_engine(
-        onnx_path, cache_dir, precision, trt.__version__, gpu_identity(device), engine_path,
-        calib_images, max_calib_images, input_size)
+    key, target = plan_engine(onnx_path, cache_dir, precision, trt.__version__,
+                              gpu_identity(device), engine_path, input_size)
 
     def build() -> tuple[bytes, dict]:
-        return build_engine(onnx_path, precision, workspace_gb, calibration, device=device)
+        return build_engine(onnx_path, key.precision, workspace_gb, device=device)
 
     result = cached_build(target, key.to_dict(), build, what="TensorRT engine")
     return result.path, result.record, result.built
