@@ -18,7 +18,8 @@ from synergy_ros.runtime import load_predictor
 from synergy_ros.runtime.device import module_installed
 from synergy_ros.runtime.engine_cache import sidecar_path
 from synergy_ros.runtime.tensorrt_backend import (TensorRTPredictor, buffer_shape,
-                                                  engine_interface_problems, plan_engine,
+                                                  engine_interface_problems, gpu_identity,
+                                                  plan_engine,
                                                   profile_shapes)
 
 
@@ -291,3 +292,12 @@ def test_close_that_gives_up_leaves_the_buffers_to_the_inference():
     assert predictor._host_buffers and predictor._context is not None  # still in use
     worker.join(5)
     assert predictor._host_buffers == {} and predictor._context is None
+
+
+@pytest.mark.skipif(_has_cuda(), reason="checks the no-GPU error")
+def test_gpu_identity_of_a_missing_gpu_is_a_synergy_error():
+    """A cuda:N that torch cannot see is a SynergyError naming the problem (torch itself
+    raises a bare AssertionError 'Invalid device id' or a RuntimeError)."""
+    for device in ("cuda", "cuda:1", "cpu"):
+        with pytest.raises(SynergyError, match="CUDA|cuda"):
+            gpu_identity(device)

@@ -22,7 +22,7 @@ import numpy as np
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.modelfile import ONNX_META_KEY, ModelMeta
 from synergy_ros.runtime.base import INPUT_NAME, Predictor, graph_io_spec
-from synergy_ros.runtime.device import cuda_index, module_installed, torch_device
+from synergy_ros.runtime.device import module_installed, torch_device
 from synergy_ros.runtime.engine_cache import (EngineKey, cached_build, engine_cache_path,
                                               environment_problems, file_sha256, io_problems,
                                               read_record, record_problems, sidecar_path)
@@ -80,7 +80,11 @@ def gpu_identity(device: str = "cuda") -> tuple[str, str]:
     """(GPU name, compute capability 'major.minor') of ``device`` (``cuda`` or ``cuda:N``)."""
     import torch
 
-    props = torch.cuda.get_device_properties(cuda_index(device))
+    index = torch_device(device).index  # SynergyError naming the visible GPUs, not an assert
+    if index is None:
+        raise SynergyError(f"TensorRT needs a CUDA GPU, got device {device!r}; pass "
+                           "--backend onnxruntime to run without one")
+    props = torch.cuda.get_device_properties(index)
     return props.name, f"{props.major}.{props.minor}"
 
 
