@@ -35,7 +35,7 @@ BUDGET = ["data.input_size=[48, 64]", "data.batch_size=8", "data.num_workers=1",
 #: Per-study additions to BUDGET: the variant study has 8 settings, so 1 epoch (60 steps;
 #: the fine-tuned schedule spends 30 on each task) and a 5-step warm-up per stage.
 STUDY_BUDGET = {"heads": [], "variants": ["train.epochs=1", "schedule.warmup_steps=5"]}
-DEPTH_ONLY = "loss={depth_attention: 1.0, joint_gradient: 1.0}"
+DEPTH_ONLY = "loss={depth_attention: 1.0, depth_gradient: 1.0}"
 SEMANTIC_ONLY = "loss={focal: 1.0}"
 #: study -> [(label, overrides)]; the variants follow Table 1's columns.
 STUDIES = {

@@ -147,6 +147,9 @@ def test_loss_mapping_is_replaced_whole_model_mapping_merged(tmp_path):
     assert config["loss"] == {"l2": 1, "cross_entropy": 1, "focal": 0.5}
     assert config["model"] == {"encoder": "resnet34"}
     assert load_config(leaf, ["loss={l2: 2}"])["loss"] == {"l2": 2}
+    # the former name of the depth-gradient term resolves to the current one
+    assert load_config(tmp_path / "base.yaml")["loss"] == {
+        "depth_attention": 1, "focal": 1, "depth_gradient": 1}
 
 
 def test_bundled_experiment_configs_extend_one_base():

@@ -97,7 +97,7 @@ def test_focal_loss_hand_computed_and_ignore():
         (math.log(2) - math.log(0.75)) / 2)
 
 
-def test_joint_gradient_on_a_ramp():
+def test_depth_gradient_on_a_ramp():
     ramp = _img([[float(x) for x in range(1, 7)]] * 5)  # slope 1 m/pixel along x
     assert depth_gradient_loss(ramp, ramp).item() == pytest.approx(0.0)
     flat = torch.full_like(ramp, 3.0)
@@ -106,7 +106,7 @@ def test_joint_gradient_on_a_ramp():
     assert depth_gradient_loss(2 * ramp, ramp).item() == pytest.approx(1.0)
 
 
-def test_joint_gradient_skips_neighbourhoods_of_invalid_pixels():
+def test_depth_gradient_skips_neighbourhoods_of_invalid_pixels():
     gt = _img([[float(x) for x in range(1, 7)]] * 5)
     gt[0, 0, 2, 2] = 0.0  # invalid: all interior pixels with it in their 3x3 are excluded
     pred = gt.clone()
@@ -154,7 +154,7 @@ def test_synergy_loss_is_the_weighted_sum():
     out = _output()
     depth_gt = torch.rand(2, 1, 8, 8) * 4 + 0.5
     labels = torch.randint(0, 3, (2, 8, 8))
-    weights = {"depth_attention": 2.0, "focal": 0.5, "joint_gradient": 1.5, "l2": 0.25}
+    weights = {"depth_attention": 2.0, "focal": 0.5, "depth_gradient": 1.5, "l2": 0.25}
     total, parts = SynergyLoss(weights)(out, depth_gt, labels)
     expected = (2.0 * depth_attention_loss(out.depth, depth_gt)
                 + 0.5 * focal_loss(out.semantic_logits, labels)
@@ -172,7 +172,18 @@ def test_table8_configs_are_four_weight_dicts():
     labels = torch.randint(0, 3, (2, 8, 8))
     seen = [set(SynergyLoss(w)(out, depth_gt, labels)[1]) for w in TABLE8_CONFIGS.values()]
     assert seen[0] == {"l2", "cross_entropy", "total"}
-    assert seen[3] == {"depth_attention", "focal", "joint_gradient", "total"}
+    assert seen[3] == {"depth_attention", "focal", "depth_gradient", "total"}
+
+
+def test_former_term_name_joint_gradient_is_the_depth_gradient_term():
+    out = _output()
+    depth_gt = torch.rand(2, 1, 8, 8) * 4 + 0.5
+    old = SynergyLoss({"depth_attention": 1.0, "joint_gradient": 2.0})
+    new = SynergyLoss({"depth_attention": 1.0, "depth_gradient": 2.0})
+    assert old.weights == new.weights == {"depth_attention": 1.0, "depth_gradient": 2.0}
+    assert old(out, depth_gt)[0].item() == pytest.approx(new(out, depth_gt)[0].item())
+    with pytest.raises(SynergyError, match="given twice.*keep only 'depth_gradient'"):
+        SynergyLoss({"joint_gradient": 1.0, "depth_gradient": 1.0})
 
 
 def test_missing_targets_skip_their_terms():

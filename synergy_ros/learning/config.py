@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from synergy_ros.core.errors import SynergyError
+from synergy_ros.learning.losses import canonical_loss_weights
 from synergy_ros.network.config import PARAMETER_GROUPS
 
 
@@ -84,8 +85,9 @@ SCHEMA: dict = {
                                            "(shapes, label range)"),
     },
     "loss": Key({}, "dict", "open: SynergyLoss weights {term: weight}, replaced whole by a "
-                            "later file (terms: l2, depth_attention, joint_gradient, "
-                            "cross_entropy, focal; {} = the paper's full loss)", merge=False),
+                            "later file (terms: l2, depth_attention, depth_gradient, "
+                            "cross_entropy, focal; joint_gradient = depth_gradient; {} = "
+                            "the paper's full loss)", merge=False),
     "optim": {
         "name": Key("sgd", "str", "optimizer", choices=("sgd", "adam", "adamw")),
         "lr": Key(1e-3, "float", "base learning rate of every parameter group"),
@@ -388,6 +390,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         for file, data in _file_layers(Path(path)):
             config = _merge(config, data, SCHEMA, "", str(file))
     config = apply_overrides(config, overrides)
+    # former loss term names (joint_gradient) are stored under their current names
+    config["loss"] = canonical_loss_weights(config["loss"])
     check_config(config)
     return config
 

@@ -16,11 +16,12 @@ is 0 (finite, still connected to the graph so ``backward()`` works).
 - ``focal`` (L_semF): -alpha (1 - p_t)^gamma log p_t, alpha = 0.25, gamma = 2, averaged over
   labelled pixels.
 - ``cross_entropy``: plain pixel-wise CE (the semantic loss of Table 8's rows without L_semF).
-- ``joint_gradient`` (the L_JG slot of Table 8; ``depth_gradient_loss``): a depth-gradient
+- ``depth_gradient`` (the L_JG slot of Table 8; ``depth_gradient_loss``): a depth-gradient
   loss, mean |Sobel_x(d_hat) - Sobel_x(d)| + |Sobel_y(d_hat) - Sobel_y(d)| over pixels whose
   3x3 neighbourhood has valid depth (Sobel / 8: metres per pixel). The main paper's exact
   L_JG (its joint depth/semantic gradient term) could not be retrieved here (docs/model.md),
-  so the default is what it is: depth gradients only; the config key keeps the name. Optional
+  so the term is named for what it is. ``joint_gradient``, its name before, is still
+  accepted (``LOSS_ALIASES``) so older configs and checkpoints resolve. Optional
   semantic boundary term (``semantic_boundary_weight`` beta, default 0 = off): the per-pixel
   error is weighted by (1 + beta * b) with b = 1 where the GT label changes within the 3x3
   neighbourhood. Object boundaries are where depth discontinuities concentrate and where the
@@ -39,16 +40,18 @@ from synergy_ros.core.labels import IGNORE_INDEX
 
 FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
-DEPTH_LOSSES = ("l2", "depth_attention", "joint_gradient")
+DEPTH_LOSSES = ("l2", "depth_attention", "depth_gradient")
 SEMANTIC_LOSSES = ("cross_entropy", "focal")
 LOSS_NAMES = DEPTH_LOSSES + SEMANTIC_LOSSES
+#: Former term names still accepted in loss configurations: {old name: current name}.
+LOSS_ALIASES = {"joint_gradient": "depth_gradient"}
 
 # Supplementary Table 8, lower part: the four loss configurations of the ablation.
 TABLE8_CONFIGS: dict[str, dict[str, float]] = {
     "l2": {"l2": 1.0, "cross_entropy": 1.0},
     "da": {"depth_attention": 1.0, "cross_entropy": 1.0},
     "da_semf": {"depth_attention": 1.0, "focal": 1.0},
-    "da_semf_jg": {"depth_attention": 1.0, "focal": 1.0, "joint_gradient": 1.0},
+    "da_semf_jg": {"depth_attention": 1.0, "focal": 1.0, "depth_gradient": 1.0},
 }
 DEFAULT_WEIGHTS = TABLE8_CONFIGS["da_semf_jg"]
 
@@ -167,7 +170,7 @@ def semantic_boundaries(labels: torch.Tensor) -> torch.Tensor:
 def depth_gradient_loss(pred: torch.Tensor, depth_gt: torch.Tensor,
                         labels: Optional[torch.Tensor] = None,
                         semantic_boundary_weight: float = 0.0) -> torch.Tensor:
-    """Sobel depth-gradient matching, the ``joint_gradient`` term (module docstring), metres.
+    """Sobel depth-gradient matching, the ``depth_gradient`` term (module docstring), metres.
 
     pred, depth_gt: (B, 1, H, W) metres; labels (B, H, W) only for the optional boundary
     weight ``semantic_boundary_weight`` (0 = off, the default).
@@ -183,10 +186,26 @@ def depth_gradient_loss(pred: torch.Tensor, depth_gt: torch.Tensor,
     return _masked_mean(error, mask)
 
 
+def canonical_loss_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """``weights`` with former term names (``LOSS_ALIASES``) replaced by the current ones.
+
+    Raises:
+        SynergyError: when a term is given under both its old and its new name.
+    """
+    canonical: dict[str, float] = {}
+    for name, weight in weights.items():
+        current = LOSS_ALIASES.get(name, name)
+        if current in canonical:
+            raise SynergyError(f"loss term {current!r} is given twice (as {name!r}, its former "
+                               f"name, and as {current!r}); keep only {current!r}")
+        canonical[current] = weight
+    return canonical
+
+
 class SynergyLoss:
     """Weighted sum of the losses above; a configuration is a dict of weights.
 
-    ``SynergyLoss({"depth_attention": 1, "focal": 1, "joint_gradient": 1})`` is the paper's
+    ``SynergyLoss({"depth_attention": 1, "focal": 1, "depth_gradient": 1})`` is the paper's
     full loss; ``TABLE8_CONFIGS`` holds the four ablation configurations. Depth terms are
     skipped when ``depth_gt`` is None, semantic terms when ``labels`` is None (weakly
     supervised outdoor training, supplementary Sec. 8).
@@ -194,7 +213,7 @@ class SynergyLoss:
 
     def __init__(self, weights: Optional[Mapping[str, float]] = None,
                  semantic_boundary_weight: float = 0.0) -> None:
-        weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        weights = canonical_loss_weights(DEFAULT_WEIGHTS if weights is None else weights)
         unknown = sorted(set(weights) - set(LOSS_NAMES))
         if unknown:
             raise SynergyError(f"unknown loss names {unknown}; valid: {', '.join(LOSS_NAMES)}")
@@ -236,7 +255,7 @@ class SynergyLoss:
             return l2_loss(pred, depth_gt)
         if name == "depth_attention":
             return depth_attention_loss(pred, depth_gt)
-        if name == "joint_gradient":
+        if name == "depth_gradient":
             return depth_gradient_loss(pred, depth_gt, labels, self.semantic_boundary_weight)
         if name == "cross_entropy":
             return cross_entropy_loss(logits, labels)
