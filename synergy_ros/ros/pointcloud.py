@@ -30,7 +30,7 @@ import numpy as np
 
 from synergy_ros.core.atomic import atomic_write_bytes
 from synergy_ros.core.geometry import PinholeIntrinsics, backproject
-from synergy_ros.ros.conversions import new_message, zeroed_byte_array
+from synergy_ros.ros.conversions import byte_array, new_message, zeroed_byte_array
 
 POINT_STEP = 32
 POINT_STEP_XYZ = 16
@@ -101,8 +101,6 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndar
         sensor_msgs.msg.PointCloud2, ``height`` x ``width`` organized, ``is_dense`` False,
         x, y, z NaN for invalid points (rgb and label still filled), layout in the module doc.
     """
-    from sensor_msgs.msg import PointCloud2
-
     depth = np.asarray(depth)
     if depth.ndim != 2 or depth.size == 0:
         raise ValueError(f"depth must be a non-empty (H, W) array, got shape {depth.shape}")
@@ -134,17 +132,61 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndar
     with_rgb, with_label = rgb is not None, labels is not None
     point_step = POINT_STEP if (with_rgb or with_label) else POINT_STEP_XYZ
     data = zeroed_byte_array(h * w * point_step)  # the message's own buffer, filled in place
-    words = np.frombuffer(data, dtype=np.uint32).reshape(h, w, point_step // 4)
+    fill_records(np.frombuffer(data, dtype=np.uint32).reshape(h, w, point_step // 4), points,
+                 rgb, labels)
+    return cloud_message(data, h, w, with_rgb, with_label, header)
+
+
+def fill_records(words: np.ndarray, points: np.ndarray, rgb: np.ndarray | None,
+                 labels: np.ndarray | None) -> None:
+    """Write point records in the module's layout into ``words`` (in place).
+
+    Args:
+        words: (..., point_step / 4) uint32 records, zeroed padding (a view on a message's
+            buffer, or an array whose rows are later copied into one).
+        points: (..., 3) float32 x, y, z in metres (NaN for invalid points).
+        rgb: (..., 3) uint8 colours or None (no rgb written).
+        labels: (...) integer class ids or None (no label written).
+    """
     words.view(np.float32)[..., 0:3] = points
-    if with_rgb:
+    if rgb is not None:
         words[..., 4] = pack_rgb(rgb)
-    if with_label:
+    if labels is not None:
         words[..., 5] = labels
+
+
+def cloud_message(data, height: int, width: int, with_rgb: bool = True,
+                  with_label: bool = True, header=None, is_dense: bool = False):
+    """A PointCloud2 around ``data`` (array.array('B') of height x width records, no copy).
+
+    ``point_step`` is 32 with rgb or label, else 16 (layout in the module doc). An unorganized
+    cloud has ``height`` 1 and ``width`` the point count; ``is_dense`` says it has no NaN.
+    """
+    from sensor_msgs.msg import PointCloud2
+
+    point_step = POINT_STEP if (with_rgb or with_label) else POINT_STEP_XYZ
+    if len(data) != height * width * point_step:
+        raise ValueError(f"cloud data has {len(data)} B, expected {height} x {width} x "
+                         f"{point_step}")
     fields = {} if header is None else {"header": header}
-    return new_message(PointCloud2, data=data, height=h, width=w,
+    return new_message(PointCloud2, data=data, height=int(height), width=int(width),
                        fields=_fields(with_rgb, with_label),
                        is_bigendian=sys.byteorder == "big", point_step=point_step,
-                       row_step=point_step * w, is_dense=False, **fields)
+                       row_step=point_step * int(width), is_dense=bool(is_dense), **fields)
+
+
+def dense_cloud_message(records: np.ndarray, header=None):
+    """An unorganized, dense PointCloud2 (height 1) of (N, 8) uint32 records (xyz rgb label).
+
+    The records are copied once into the message's buffer; they must hold no NaN point
+    (``is_dense`` is set true), e.g. a :func:`synergy_ros.core.obstacles.split_cloud` payload
+    of an organized cloud's records.
+    """
+    records = np.asarray(records, dtype=np.uint32)
+    if records.ndim != 2 or records.shape[1] != POINT_STEP // 4:
+        raise ValueError(f"records must be (N, {POINT_STEP // 4}) uint32, got {records.shape}")
+    return cloud_message(byte_array(records), 1, len(records), True, True, header,
+                         is_dense=True)
 
 
 def pointcloud2_to_array(msg) -> np.ndarray:
