@@ -38,6 +38,9 @@ class PipelineSnapshot:
     stale_after_s: float = 5.0
     #: stage -> (p50 ms, p95 ms) with the ``profile`` parameter on (synergy_ros.ros.profiling)
     profile: dict = dataclasses.field(default_factory=dict)
+    #: ground-plane scale state as key -> value (``scale``, ``scale.status``, ...;
+    #: synergy_ros.ros.navigation.scale_diagnostics), {} when scale correction is off
+    scale: dict = dataclasses.field(default_factory=dict)
 
 
 def _fmt(value) -> str:
@@ -61,6 +64,9 @@ def status_level(snap: PipelineSnapshot) -> tuple[bytes, str]:
                 f"camera ({snap.input_rate_hz:.1f} Hz in, {snap.output_rate_hz:.1f} Hz out)")
     if snap.camera_info == "missing":
         return DiagnosticStatus.WARN, "no camera_info: point cloud waits"
+    if snap.scale and snap.scale.get("scale.confident") != "true":
+        return (DiagnosticStatus.WARN, "no confident ground-plane scale yet: depth not "
+                f"corrected ({snap.scale.get('scale.message', '')})")
     return DiagnosticStatus.OK, "running"
 
 
@@ -70,7 +76,8 @@ def to_diagnostic_array(snap: PipelineSnapshot, name: str, stamp):
 
     level, message = status_level(snap)
     values = [KeyValue(key=field.name, value=_fmt(getattr(snap, field.name)))
-              for field in dataclasses.fields(snap) if field.name != "profile"]
+              for field in dataclasses.fields(snap) if field.name not in ("profile", "scale")]
+    values += [KeyValue(key=key, value=value) for key, value in snap.scale.items()]
     values += [KeyValue(key=f"profile.{stage}_ms", value=f"{p50:.3f} / {p95:.3f}")
                for stage, (p50, p95) in snap.profile.items()]
     status = DiagnosticStatus(level=level, name=name, message=message,

@@ -30,6 +30,7 @@ from synergy_ros.core.labels import palette_lut
 from synergy_ros.ros import params as node_params
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
+from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs, scale_diagnostics
 from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages, sibling_topic
 from synergy_ros.ros.profiling import FrameSpans, ProfileStats
 from synergy_ros.ros.qos import qos_profile
@@ -109,12 +110,14 @@ class SynergyPipeline:
     _image_sub = None
     _info_sub = None
     _diag_timer = None
+    _navigation: NavigationOutputs | None = None
 
     def _declare(self) -> None:
         # Only Humble-era rclpy parameter APIs (docs/node.md): the on-set callback validates;
         # changes are applied by the set_parameters* overrides below, after rclpy stored them
         # (add_post_set_parameters_callback came after Humble).
         self.add_on_set_parameters_callback(node_params.on_set_callback)
+        self.add_on_set_parameters_callback(self._check_navigation_change)
         self._settings = node_params.declare_all(self)
         self._intrinsics: PinholeIntrinsics | None = None
         self._input_rate, self._output_rate = RateMeter(), RateMeter()
@@ -135,14 +138,17 @@ class SynergyPipeline:
         meta = self._predictor.meta
         self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
+        self._navigation = NavigationOutputs(NavigationConfig.from_settings(s), meta.class_names)
         out_qos = qos_profile(s["output_qos_reliability"] == "reliable", s["output_qos_depth"])
         types = {"depth": Image, "depth_info": CameraInfo, "camera_info": CameraInfo,
                  "semantic": Image, "semantic_color": Image, "points": PointCloud2,
-                 "attention": Image}
+                 "attention": Image, "obstacles": PointCloud2, "ground": PointCloud2}
         self._pubs = {}
         for key, topic in OUTPUT_TOPICS.items():
             if key == "attention" and not s["publish_attention"]:
                 continue
+            if key in ("obstacles", "ground") and self._navigation.roles is None:
+                continue  # no class roles (reason in _navigation.unavailable): never published
             if key == "camera_info":  # beside the images, after depth resolved its name
                 topic = self._output_info_topic(self._pubs["depth"].topic_name)
                 if topic is None:
@@ -335,7 +341,9 @@ class SynergyPipeline:
                 "semantic": s["publish_semantic"] and subscribed("semantic"),
                 "semantic_color": s["publish_semantic_color"] and subscribed("semantic_color"),
                 "points": s["publish_points"] and subscribed("points"),
-                "attention": subscribed("attention")}
+                "attention": subscribed("attention"),
+                "obstacles": s["publish_obstacles"] and subscribed("obstacles"),
+                "ground": s["publish_ground"] and subscribed("ground")}
 
     def _camera_intrinsics(self, width: int, height: int) -> PinholeIntrinsics | None:
         """Intrinsics of the width x height camera image (camera_info or fallback_fov)."""
@@ -396,19 +404,38 @@ class SynergyPipeline:
         s = self._settings
         spans = frame.spans
         camera = None
-        if wanted["depth_info"] or wanted["camera_info"] or wanted["points"]:
+        navigation = self._navigation
+        if (wanted["depth_info"] or wanted["camera_info"] or wanted["points"]
+                or wanted["obstacles"] or wanted["ground"]
+                or (navigation is not None and navigation.corrects_scale)):
             camera = self._camera_intrinsics(rgb.shape[1], rgb.shape[0])
         messages = prediction_messages(
             prediction, rgb, camera, frame.header, self._palette,
             [key for key, on in wanted.items() if on], depth_encoding=s["depth_encoding"],
             semantic_blend=s["semantic_blend"], cloud_decimation=s["cloud_decimation"],
-            max_range=s["max_range"])
+            max_range=s["max_range"], navigation=navigation,
+            obstacle_decimation=s["obstacle_decimation"])
         for key, msg in messages:
             if spans is not None:
                 spans.mark(f"build.{key}")
             self._pubs[key].publish(msg)
             if spans is not None:
                 spans.mark(f"publish.{key}")
+
+    def _check_navigation_change(self, parameters) -> Any:
+        """On-set hook: refuse turning on obstacles / ground when the class roles did not
+        resolve at start (a model with no default roles and no ground_classes given)."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        navigation = self._navigation
+        for parameter in parameters:
+            if (parameter.name in ("publish_obstacles", "publish_ground") and parameter.value
+                    and navigation is not None and navigation.roles is None):
+                return SetParametersResult(
+                    successful=False, reason=f"{parameter.name} needs the ground / ignored "
+                    f"classes, which did not resolve at start: {navigation.unavailable} "
+                    "(restart with ground_classes / ignore_classes set)")
+        return SetParametersResult(successful=True)
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
@@ -442,7 +469,9 @@ class SynergyPipeline:
             model=str(self._settings["model"] or describe.get("model")),
             model_file=str(describe.get("model") or self._settings["model"]),
             input_size=f"{size[1]}x{size[0]}" if size else "none",
-            profile=self._profile.summary() if self._settings["profile"] else {})
+            profile=self._profile.summary() if self._settings["profile"] else {},
+            scale=scale_diagnostics(None if self._navigation is None
+                                    else self._navigation.scale_state))
 
     def _publish_diagnostics(self) -> None:
         self._diag_pub.publish(to_diagnostic_array(

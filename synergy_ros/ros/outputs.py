@@ -12,9 +12,13 @@ from typing import Collection, Iterator
 
 import numpy as np
 
-from synergy_ros.core.geometry import PinholeIntrinsics
-from synergy_ros.ros.conversions import array_to_image, intrinsics_to_camera_info, labels_to_image
-from synergy_ros.ros.pointcloud import build_pointcloud2
+from synergy_ros.core.geometry import PinholeIntrinsics, backproject
+from synergy_ros.core.ground_plane import ground_points
+from synergy_ros.ros.conversions import (array_to_image, byte_array, intrinsics_to_camera_info,
+                                         labels_to_image, zeroed_byte_array)
+from synergy_ros.ros.navigation import NavigationOutputs
+from synergy_ros.ros.pointcloud import (POINT_STEP, cloud_message, decimated_intrinsics,
+                                        dense_cloud_message, fill_records)
 
 #: Output key -> topic name relative to the node's namespace (or evaluate's --output-prefix).
 #: ``camera_info`` (the same CameraInfo as ``depth_info``) lies beside the images, where
@@ -24,7 +28,9 @@ from synergy_ros.ros.pointcloud import build_pointcloud2
 OUTPUT_TOPICS = {"depth": "depth", "depth_info": "depth/camera_info",
                  "camera_info": "camera_info", "semantic": "semantic",
                  "semantic_color": "semantic_color", "points": "points",
-                 "attention": "attention"}
+                 "attention": "attention", "obstacles": "obstacles", "ground": "ground"}
+#: The keys built from the organized cloud's grid (one back-projection for all of them).
+CLOUD_KEYS = ("points", "obstacles", "ground")
 #: Largest depth a 16UC1 image can hold, millimetres; farther depth is written 0 (REP 118).
 MAX_DEPTH_16UC1_MM = 65535
 
@@ -60,34 +66,89 @@ def resize_area(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
 
 
+def stamp_seconds(header) -> float | None:
+    """A std_msgs/Header's stamp in seconds, or None without a header."""
+    if header is None:
+        return None
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def cloud_grid_decimation(keys: Collection[str], cloud_decimation: int,
+                          obstacle_decimation: int) -> int:
+    """The decimation of the one organized grid that the clouds in ``keys`` are taken from.
+
+    ``points`` keeps every ``cloud_decimation``-th pixel, ``obstacles`` / ``ground`` every
+    ``obstacle_decimation``-th: the grid is back-projected at their greatest common divisor,
+    and each cloud takes every (its decimation / grid decimation)-th row and column of it.
+    """
+    steps = ([int(cloud_decimation)] if "points" in keys else []) + (
+        [int(obstacle_decimation)] if ("obstacles" in keys or "ground" in keys) else [])
+    return math.gcd(*steps) if steps else 1
+
+
 def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics | None, header,
                         palette: np.ndarray, wanted: Collection[str],
                         depth_encoding: str = "32FC1", semantic_blend: float = 0.0,
-                        cloud_decimation: int = 1, max_range: float = math.inf
-                        ) -> Iterator[tuple[str, object]]:
+                        cloud_decimation: int = 1, max_range: float = math.inf,
+                        navigation: NavigationOutputs | None = None,
+                        obstacle_decimation: int = 1) -> Iterator[tuple[str, object]]:
     """Yield ``(key, message)`` for each key of :data:`OUTPUT_TOPICS` in ``wanted``.
 
     Args:
         prediction: a runtime ``Prediction``: depth (h, w) metres, labels (h, w) class ids,
             attention (h', w') or None. Every output has the depth's h x w size.
         rgb: (H, W, 3) uint8 camera image the prediction was made from.
-        camera: intrinsics of the H x W camera image; None skips depth_info and points.
+        camera: intrinsics of the H x W camera image; None skips depth_info and the clouds
+            (and the scale correction's plane fit: the last confident scale is applied).
         header: std_msgs/Header copied into every message (stamp, optical frame).
         palette: (C, 3) uint8 colours per class id (:func:`synergy_ros.core.labels.palette_lut`).
-        wanted: the keys to build (attention only when the prediction has one;
-            depth_info and camera_info are the same message).
+        wanted: the keys to build (attention only when the prediction has one; obstacles and
+            ground only with a ``navigation`` whose class roles resolved; depth_info and
+            camera_info are the same message).
         depth_encoding: ``32FC1`` metres with NaN invalid, or ``16UC1`` millimetres, 0 invalid
             (also for depth beyond 65.535 m, :func:`depth_to_millimetres`).
         semantic_blend: weight of the camera image in semantic_color (0 = palette only).
-        cloud_decimation: keep every n-th row and column of the cloud.
-        max_range: points with depth beyond this (metres) are NaN.
+        cloud_decimation: keep every n-th row and column of the depth in ``points``.
+        max_range: points with depth beyond this (metres) are NaN in ``points`` and left out
+            of ``obstacles`` / ``ground``.
+        navigation: class roles and ground-plane scale state (:class:`NavigationOutputs`);
+            with scale correction on, every frame updates the estimator (whatever is wanted)
+            and the depth of every output is multiplied by the confident scale.
+        obstacle_decimation: keep every n-th row and column of the depth in ``obstacles`` and
+            ``ground``.
+
+    All clouds come from one organized grid back-projected once (:func:`cloud_grid_decimation`);
+    ``obstacles`` / ``ground`` records are copies of that grid's point records.
     """
     depth = np.asarray(prediction.depth, dtype=np.float32)
     height, width = depth.shape
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
     depth_intrinsics = None if camera is None else camera.scaled(width, height)
+    labels = np.asarray(prediction.labels)
+    clouds = []
+    if depth_intrinsics is not None:
+        has_roles = navigation is not None and navigation.roles is not None
+        clouds = [key for key in CLOUD_KEYS if key in wanted and (key == "points" or has_roles)]
+    grid = grid_step = grid_labels = None
+    if clouds:
+        grid_step = cloud_grid_decimation(clouds, cloud_decimation, obstacle_decimation)
+        grid_labels = labels[::grid_step, ::grid_step]
+        grid = backproject(depth[::grid_step, ::grid_step],
+                           decimated_intrinsics(depth_intrinsics, grid_step))
+    if navigation is not None and navigation.corrects_scale:
+        if grid is not None:  # the clouds' own back-projection: no second one
+            ground = navigation.ground_of_grid(grid, grid_labels)
+        elif depth_intrinsics is not None:
+            ground = ground_points(depth, labels, depth_intrinsics, navigation.roles)
+        else:
+            ground = None
+        scale = navigation.correct_scale(ground, stamp_seconds(header))
+        if scale != 1.0:
+            depth *= np.float32(scale)
+            if grid is not None:
+                grid *= np.float32(scale)
     small_rgb = None
-    if "points" in wanted or ("semantic_color" in wanted and semantic_blend > 0):
+    if clouds or ("semantic_color" in wanted and semantic_blend > 0):
         small_rgb = resize_area(rgb, width, height)
     if "depth" in wanted:
         if depth_encoding == "16UC1":
@@ -99,7 +160,6 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
         for key in ("depth_info", "camera_info"):
             if key in wanted:
                 yield key, info
-    labels = np.asarray(prediction.labels)
     if "semantic" in wanted:
         yield "semantic", labels_to_image(labels, header)
     if "semantic_color" in wanted:
@@ -108,9 +168,47 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
             colour = (colour * (1.0 - semantic_blend) + small_rgb * semantic_blend
                       + 0.5).astype(np.uint8)
         yield "semantic_color", array_to_image(colour, "rgb8", header)
-    if "points" in wanted and depth_intrinsics is not None:
-        yield "points", build_pointcloud2(depth, small_rgb, labels, depth_intrinsics, header,
-                                          decimation=cloud_decimation, max_range=max_range)
+    if clouds:
+        yield from _cloud_messages(grid, grid_labels, small_rgb[::grid_step, ::grid_step],
+                                   header, clouds, grid_step, cloud_decimation,
+                                   obstacle_decimation, max_range, navigation)
     if "attention" in wanted and prediction.attention is not None:
         attention = resize_area(np.asarray(prediction.attention, np.float32), width, height)
         yield "attention", array_to_image(attention, "32FC1", header)
+
+
+def _cloud_messages(points: np.ndarray, labels: np.ndarray, rgb: np.ndarray, header,
+                    clouds: list, grid_step: int, cloud_decimation: int,
+                    obstacle_decimation: int, max_range: float,
+                    navigation: NavigationOutputs | None) -> Iterator[tuple[str, object]]:
+    """``points`` / ``obstacles`` / ``ground`` from one (h, w, 3) organized grid (metres).
+
+    The grid's point records are written once; ``points`` is the grid itself (its message
+    buffer) or every k-th row and column of it, and the obstacle / ground records are taken
+    from it by :meth:`NavigationOutputs.split`.
+    """
+    if math.isfinite(max_range):
+        with np.errstate(invalid="ignore"):
+            points[points[..., 2] > np.float32(max_range)] = np.float32(np.nan)
+    h, w = points.shape[:2]
+    step = int(cloud_decimation) // grid_step
+    data = None
+    if "points" in clouds and step == 1:  # the records are the points message's own buffer
+        data = zeroed_byte_array(h * w * POINT_STEP)
+        records = np.frombuffer(data, dtype=np.uint32).reshape(h, w, POINT_STEP // 4)
+    else:
+        records = np.zeros((h, w, POINT_STEP // 4), np.uint32)
+    fill_records(records, points, rgb, labels)
+    if "points" in clouds:
+        if data is None:
+            sub = records[::step, ::step]
+            data = byte_array(sub)
+            h, w = sub.shape[:2]
+        yield "points", cloud_message(data, h, w, True, True, header)
+    if "obstacles" in clouds or "ground" in clouds:
+        split = navigation.split(points, labels, records, max_range,
+                                 int(obstacle_decimation) // grid_step, "ground" in clouds)
+        if "obstacles" in clouds:
+            yield "obstacles", dense_cloud_message(split.obstacle_payload[0], header)
+        if "ground" in clouds:
+            yield "ground", dense_cloud_message(split.ground_payload[0], header)

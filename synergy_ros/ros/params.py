@@ -13,6 +13,9 @@ import dataclasses
 import math
 from typing import Any
 
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.ros.navigation import (DEFAULT_CLASSES, SCALE_CORRECTIONS,
+                                        parse_class_names)
 from synergy_ros.runtime.base import BACKENDS, OUTPUT_RESOLUTIONS, PRECISIONS
 
 BACKEND_CHOICES = ("auto",) + BACKENDS
@@ -85,6 +88,36 @@ PARAMS: tuple[ParamSpec, ...] = (
               value_range=(1, 16)),
     ParamSpec("max_range", 20.0, "Points with depth beyond this (m) are NaN.",
               value_range=(0.1, 1000.0)),
+    ParamSpec("publish_obstacles", False, "Publish obstacles: dense PointCloud2 (x,y,z,rgb,"
+              "label like points) of every valid point within max_range whose class is neither "
+              "ground nor ignored, for a Nav2 obstacle / voxel layer."),
+    ParamSpec("publish_ground", False, "Publish ground: dense PointCloud2 of the ground-class "
+              "points within max_range (traversability)."),
+    ParamSpec("obstacle_decimation", 1, "Keep every n-th row and column of the depth image in "
+              "obstacles and ground.", value_range=(1, 16)),
+    ParamSpec("ground_classes", [DEFAULT_CLASSES], "Class names of the ground (model's label "
+              "set); ['default'] = the label set's default (synthetic: floor; nyu40: floor, "
+              "floor mat; cityscapes: road, sidewalk, terrain), ['none'] = no class.",
+              read_only=True),
+    ParamSpec("ignore_classes", [DEFAULT_CLASSES], "Class names that are neither ground nor "
+              "obstacle; ['default'] = the label set's default (synthetic: ceiling, sky; "
+              "nyu40: ceiling; cityscapes: sky), ['none'] = no class.", read_only=True),
+    ParamSpec("scale_correction", "off", "Depth scale correction: off, or ground_plane (fit "
+              "the ground-class points' plane, scale = camera_height / plane distance; applied "
+              "to depth and clouds when confident).", SCALE_CORRECTIONS, read_only=True),
+    ParamSpec("camera_height", 0.0, "Height (m) of the camera's optical centre above the "
+              "ground; required (> 0) with scale_correction ground_plane.",
+              value_range=(0.0, 100.0), read_only=True),
+    ParamSpec("scale_smoothing", 10, "Frames the ground-plane scale is smoothed over "
+              "(exponential, weight 2 / (n + 1) per frame; 1 = none).", value_range=(1, 1000),
+              read_only=True),
+    ParamSpec("min_scale", 0.5, "Smallest ground-plane scale accepted; a smaller measurement "
+              "is refused, never applied.", value_range=(0.01, 1.0), read_only=True),
+    ParamSpec("max_scale", 2.0, "Largest ground-plane scale accepted; a larger measurement is "
+              "refused, never applied.", value_range=(1.0, 100.0), read_only=True),
+    ParamSpec("max_ground_tilt", 30.0, "Largest angle (degrees) between the fitted ground "
+              "plane's normal and a level camera's up axis.", value_range=(1.0, 89.0),
+              read_only=True),
     ParamSpec("publish_attention", False, "Publish attention (32FC1): the depth branch's "
               "attention map (the model must provide it).", read_only=True),
     ParamSpec("fallback_fov", 0.0, "Horizontal field of view (degrees) assumed when no "
@@ -121,6 +154,11 @@ def check_value(name: str, value: Any) -> str | None:
         return f"device must be auto, cpu, cuda or cuda:N; got {value!r}"
     if name in ("input_width", "input_height") and value and value < 16:
         return f"{name} must be 0 (model default) or >= 16 px; got {value}"
+    if name in ("ground_classes", "ignore_classes"):
+        try:
+            parse_class_names(name, value)
+        except SynergyError as exc:
+            return str(exc)
     return None
 
 

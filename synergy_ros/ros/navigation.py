@@ -1,0 +1,210 @@
+"""The node's navigation outputs: obstacle / ground clouds and the ground-plane depth scale.
+
+Depth and semantics together give a navigation stack what neither gives alone (issue 15):
+
+- ``obstacles``: every valid point within ``max_range`` whose class is neither ground nor
+  ignored, as a dense PointCloud2 taken from the organized cloud's own records
+  (:func:`synergy_ros.core.obstacles.split_cloud`, no second back-projection); ``ground``
+  the ground-class points;
+- metric scale from the ground plane (``scale_correction: ground_plane``): the ground points
+  give the camera-to-floor distance ``d`` in predicted metres, ``s = camera_height / d``
+  (:class:`synergy_ros.core.ground_plane.ScaleEstimator`), and every depth output is
+  multiplied by the current confident ``s`` before it is built.
+
+:class:`NavigationOutputs` holds the class roles and the estimator for one camera stream; the
+one output builder, :func:`synergy_ros.ros.outputs.prediction_messages`, calls it per frame.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from synergy_ros.core.errors import SynergyError
+from synergy_ros.core.ground_plane import ScaleConfig, ScaleEstimator, ScaleState
+from synergy_ros.core.obstacles import (GROUND, ClassRoles, CloudSplit, resolve_class_roles,
+                                        split_cloud)
+
+#: ``ground_classes`` / ``ignore_classes`` value meaning "the default of the model's label set".
+DEFAULT_CLASSES = "default"
+#: ``ground_classes`` / ``ignore_classes`` value meaning "no class".
+NO_CLASSES = "none"
+SCALE_CORRECTIONS = ("off", "ground_plane")
+
+
+def parse_class_names(name: str, values: Sequence[str]) -> tuple[str, ...] | None:
+    """A ``ground_classes`` / ``ignore_classes`` parameter value as class names.
+
+    ``['default']`` gives None (the model's label set default, see
+    :data:`synergy_ros.core.obstacles.DEFAULT_CLASS_ROLES`); ``['none']`` or an empty list
+    gives ``()``; anything else the names themselves (checked against the model later).
+
+    Raises:
+        SynergyError: a sentinel mixed with names, or an empty name.
+    """
+    names = [str(value).strip() for value in values]
+    if names == [DEFAULT_CLASSES]:
+        return None
+    if names in ([], [NO_CLASSES]):
+        return ()
+    if DEFAULT_CLASSES in names or NO_CLASSES in names or "" in names:
+        raise SynergyError(f"{name}: give ['{DEFAULT_CLASSES}'] (the label set's default), "
+                           f"['{NO_CLASSES}'] or class names, not a mix or empty names; got "
+                           f"{list(values)}")
+    return tuple(names)
+
+
+@dataclasses.dataclass(frozen=True)
+class NavigationConfig:
+    """The fixed (restart to change) navigation settings of a node.
+
+    Attributes:
+        ground_classes, ignore_classes: class names, or None for the label set's default.
+        scale: the ground-plane scale settings, or None when ``scale_correction`` is off.
+        needs_roles: the class roles must resolve at start (an output or the scale uses them).
+    """
+
+    ground_classes: tuple | None
+    ignore_classes: tuple | None
+    scale: ScaleConfig | None
+    needs_roles: bool
+
+    @classmethod
+    def from_settings(cls, settings: Mapping) -> "NavigationConfig":
+        """Build from the node's parameter values (synergy_ros.ros.params names).
+
+        Raises:
+            SynergyError: ``scale_correction: ground_plane`` without a ``camera_height`` > 0,
+                inconsistent scale bounds, or a malformed class list (the message says what to
+                set).
+        """
+        ground = parse_class_names("ground_classes", settings["ground_classes"])
+        ignored = parse_class_names("ignore_classes", settings["ignore_classes"])
+        mode = settings["scale_correction"]
+        if mode not in SCALE_CORRECTIONS:
+            raise SynergyError(f"scale_correction must be one of {', '.join(SCALE_CORRECTIONS)}"
+                               f"; got {mode!r}")
+        scale = None
+        if mode == "ground_plane":
+            height = float(settings["camera_height"])
+            if not (math.isfinite(height) and height > 0):
+                raise SynergyError(
+                    "scale_correction is ground_plane but camera_height is "
+                    f"{settings['camera_height']}: set camera_height to the camera's optical "
+                    "centre height above the ground in metres (> 0), e.g. -p camera_height:=0.5,"
+                    " or set scale_correction to off")
+            try:
+                scale = ScaleConfig(camera_height=height,
+                                    min_scale=float(settings["min_scale"]),
+                                    max_scale=float(settings["max_scale"]),
+                                    max_tilt_deg=float(settings["max_ground_tilt"]),
+                                    smoothing_frames=int(settings["scale_smoothing"]))
+            except ValueError as exc:
+                raise SynergyError(f"ground-plane scale settings: {exc}") from None
+        needs = bool(settings["publish_obstacles"] or settings["publish_ground"] or scale)
+        return cls(ground, ignored, scale, needs)
+
+
+class NavigationOutputs:
+    """Class roles and the ground-plane scale estimator of one camera stream.
+
+    Built once when the node is configured; :func:`synergy_ros.ros.outputs.prediction_messages`
+    calls :meth:`correct_scale` and :meth:`split` per frame (worker thread only; the
+    diagnostics thread only reads :attr:`scale_state`, an immutable snapshot).
+
+    Args:
+        config: the fixed settings (:meth:`NavigationConfig.from_settings`).
+        class_names: the model's class names (``Predictor.meta.class_names``).
+
+    Raises:
+        SynergyError: unknown class names (the model's classes are listed), or no default for
+            the model's label set, when ``config.needs_roles``; otherwise the reason is kept in
+            :attr:`unavailable` and obstacle / ground outputs stay off.
+    """
+
+    def __init__(self, config: NavigationConfig, class_names: Sequence[str]) -> None:
+        self.config = config
+        self.roles: ClassRoles | None = None
+        self.unavailable = ""
+        try:
+            self.roles = resolve_class_roles(class_names, config.ground_classes,
+                                             config.ignore_classes)
+        except SynergyError as exc:
+            if config.needs_roles:
+                raise SynergyError(f"ground_classes / ignore_classes: {exc}") from None
+            self.unavailable = str(exc)
+        self.estimator = (ScaleEstimator(config.scale, self.roles)
+                          if config.scale is not None else None)
+
+    @property
+    def corrects_scale(self) -> bool:
+        """``scale_correction`` is ``ground_plane``."""
+        return self.estimator is not None
+
+    @property
+    def scale_state(self) -> ScaleState | None:
+        """The estimator's state after the last frame (None when scale correction is off)."""
+        return None if self.estimator is None else self.estimator.state
+
+    def ground_of_grid(self, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(N, 3) float32 ground-class points with finite coordinates of an organized grid.
+
+        Args:
+            points: (h, w, 3) float32 organized points (metres as predicted, NaN invalid).
+            labels: (h, w) integer class ids registered to ``points``.
+        """
+        with np.errstate(invalid="ignore"):
+            mask = (self.roles.roles(labels) == GROUND) & (points[..., 2] > 0)
+        return points[mask]
+
+    def correct_scale(self, ground_points: np.ndarray | None, stamp_s: float | None) -> float:
+        """Update the estimator with one frame's ground points; return the scale to apply.
+
+        Args:
+            ground_points: (N, 3) ground points in predicted metres (optical frame), or None
+                when they could not be computed (no intrinsics): the frame counts as one
+                without ground (the last confident scale is kept).
+            stamp_s: the frame's stamp in seconds (for the scale's age), or None.
+
+        Returns:
+            the depth multiplier: the smoothed confident scale, or 1.0 while there is none.
+        """
+        if ground_points is None:
+            ground_points = np.empty((0, 3), np.float32)
+        return float(self.estimator.update_points(ground_points, stamp_s).scale)
+
+    def split(self, points: np.ndarray, labels: np.ndarray, records: np.ndarray,
+              max_range: float, decimation: int, with_ground: bool) -> CloudSplit:
+        """Obstacle (and ground) records of the organized cloud, one pass.
+
+        Args:
+            points: (h, w, 3) float32 organized points in metres (scale applied), NaN invalid.
+            labels: (h, w) class ids registered to ``points``.
+            records: (h, w, 8) uint32 point records of the organized cloud
+                (:func:`synergy_ros.ros.pointcloud.fill_records`): the payload the obstacle
+                records are copied from.
+            max_range: z (metres) beyond which points are dropped.
+            decimation: keep every n-th row and column of this grid.
+            with_ground: also select the ground records.
+        """
+        return split_cloud(points, labels, self.roles, max_range=max_range,
+                           decimation=decimation, payload=[records], with_ground=with_ground)
+
+
+def scale_diagnostics(state: ScaleState | None) -> dict:
+    """The scale state as /diagnostics key -> value (``scale.`` keys), {} when off."""
+    if state is None:
+        return {}
+
+    def fmt(value: float) -> str:
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+
+    normal = " ".join(fmt(v) for v in state.normal)
+    return {"scale": f"{state.scale:.4f}", "scale.confident": str(state.confident).lower(),
+            "scale.status": state.status, "scale.message": state.message,
+            "scale.measured": fmt(state.measured), "scale.inliers": str(state.inliers),
+            "scale.ground_points": str(state.ground_points), "scale.plane_normal": normal,
+            "scale.tilt_deg": fmt(state.tilt_deg),
+            "scale.age_frames": str(state.age_frames), "scale.age_s": fmt(state.age_s)}
