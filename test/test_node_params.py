@@ -64,11 +64,13 @@ def test_launch_file_declares_the_documented_arguments():
 
 def test_rviz_config_shows_rgb_cloud_depth_and_semantics():
     data = yaml.safe_load((ROOT / "config" / "synergy.rviz").read_text())
-    displays = {d["Class"]: d for d in data["Visualization Manager"]["Displays"]
-                if d["Class"].endswith("PointCloud2")}
-    cloud = displays["rviz_default_plugins/PointCloud2"]
-    assert cloud["Color Transformer"] == "RGB8" and cloud["Topic"]["Value"] == "/synergy/points"
-    assert cloud["Topic"]["Reliability Policy"] == "Reliable"
+    clouds = {d["Topic"]["Value"]: d for d in data["Visualization Manager"]["Displays"]
+              if d["Class"] == "rviz_default_plugins/PointCloud2"}
+    assert set(clouds) == {"/synergy/points", "/synergy/obstacles"}
+    assert clouds["/synergy/points"]["Color Transformer"] == "RGB8"
+    assert clouds["/synergy/points"]["Enabled"] and not clouds["/synergy/obstacles"]["Enabled"]
+    for cloud in clouds.values():
+        assert cloud["Topic"]["Reliability Policy"] == "Reliable"
     images = [d["Topic"]["Value"] for d in data["Visualization Manager"]["Displays"]
               if d["Class"] == "rviz_default_plugins/Image"]
     assert images == ["/synergy/depth", "/synergy/semantic_color"]
