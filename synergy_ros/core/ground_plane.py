@@ -80,7 +80,8 @@ def fit_ground_plane(points: np.ndarray, *,
                      expected_normal: Sequence[float] = LEVEL_GROUND_NORMAL,
                      max_tilt_deg: float = 30.0, inlier_fraction: float = 0.05,
                      iterations: int = 64, max_points: int = 2000, min_inliers: int = 100,
-                     min_inlier_ratio: float = 0.5, seed: int = 0) -> PlaneFit:
+                     min_inlier_ratio: float = 0.5, seed: int = 0,
+                     score_points: int = 500) -> PlaneFit:
     """Fit the ground plane to back-projected ground points (RANSAC + least-squares refit).
 
     Args:
@@ -96,6 +97,9 @@ def fit_ground_plane(points: np.ndarray, *,
         min_inliers: fewest inliers (and ground points) for a plane.
         min_inlier_ratio: fewest inliers as a fraction of the points considered.
         seed: RANSAC sampling seed (the fit is deterministic for given points).
+        score_points: hypotheses are scored on an evenly strided subset of at most this many
+            of the points (scoring is the fit's main cost: hypotheses x points residuals); the
+            best one's inliers and the refit use all of them.
 
     Returns:
         :class:`PlaneFit` (``status`` says why when no plane was found).
@@ -113,7 +117,10 @@ def fit_ground_plane(points: np.ndarray, *,
     rng = np.random.default_rng(seed)
     triples = rng.integers(0, count, (int(iterations), 3))  # repeats: degenerate, dropped below
     a, b, c = (pts[triples[:, i]].astype(np.float64) for i in range(3))
-    normals = np.cross(b - a, c - a)
+    u, v = b - a, c - a  # normals = u x v (np.cross costs 4x more for 64 rows)
+    normals = np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1],
+                        u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+                        u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]], axis=1)
     lengths = np.linalg.norm(normals, axis=1)
     usable = lengths > 1e-12
     normals = normals[usable] / lengths[usable, None]
@@ -123,12 +130,15 @@ def fit_ground_plane(points: np.ndarray, *,
     normals, offsets = normals[keep], offsets[keep]
     if not len(normals):
         return _failed("too_few_inliers", count)
-    # (N, hypotheses) residuals in float32 (a 3-wide float64 product is 10x slower here)
-    residuals = pts @ np.ascontiguousarray(normals.T, np.float32)
-    residuals += offsets.astype(np.float32)[None, :]
+    scored = pts
+    if count > score_points:
+        scored = pts[np.linspace(0, count - 1, int(score_points)).astype(np.intp)]
+    # (hypotheses, N) residuals in float32 (a 3-wide float64 product is 10x slower here)
+    residuals = np.ascontiguousarray(normals, np.float32) @ scored.T
+    residuals += offsets.astype(np.float32)[:, None]
     np.abs(residuals, out=residuals)
-    scores = np.count_nonzero(residuals <= (inlier_fraction * offsets).astype(np.float32)[None, :],
-                              axis=0)
+    scores = np.count_nonzero(residuals <= (inlier_fraction * offsets).astype(np.float32)[:, None],
+                              axis=1)
     best = int(np.argmax(scores))
     normal, offset = normals[best], offsets[best]
 
@@ -141,8 +151,10 @@ def fit_ground_plane(points: np.ndarray, *,
         if np.count_nonzero(inlier) < 3:
             break
         chosen = pts[inlier].astype(np.float64)
-        centroid = chosen.mean(axis=0)
-        refit = np.linalg.svd(chosen - centroid, full_matrices=False)[2][-1]
+        centroid = chosen.sum(axis=0) / len(chosen)
+        # the normal: the smallest eigenvector of the inliers' scatter matrix about the centroid
+        scatter = chosen.T @ chosen - len(chosen) * np.outer(centroid, centroid)
+        refit = np.linalg.eigh(scatter)[1][:, 0]
         refit *= -1.0 if refit @ expected < 0 else 1.0
         refit_offset = -float(refit @ centroid)
         if not refit_offset > 0:
