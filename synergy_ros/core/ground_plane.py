@@ -24,6 +24,7 @@ towards the camera is about ``(0, -1, 0)`` for a level camera (pitched down by `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -76,6 +77,17 @@ def _failed(status: str, points: int, inliers: int = 0) -> PlaneFit:
     return PlaneFit(status, np.full(3, np.nan), math.nan, inliers, points, math.nan)
 
 
+@functools.lru_cache(maxsize=8)
+def _unit_draws(seed: int, iterations: int) -> np.ndarray:
+    """(iterations, 3) uniform [0, 1) draws of ``seed`` (RANSAC triples = draws x count).
+
+    Cached: a generator per frame cost as much as the hypotheses' scoring. Read-only.
+    """
+    draws = np.random.default_rng(seed).random((iterations, 3))
+    draws.setflags(write=False)
+    return draws
+
+
 def fit_ground_plane(points: np.ndarray, *,
                      expected_normal: Sequence[float] = LEVEL_GROUND_NORMAL,
                      max_tilt_deg: float = 30.0, inlier_fraction: float = 0.05,
@@ -108,14 +120,16 @@ def fit_ground_plane(points: np.ndarray, *,
     pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
     if len(pts) > max_points:
         pts = pts[np.linspace(0, len(pts) - 1, int(max_points)).astype(np.intp)]
-    pts = pts[np.isfinite(pts).all(axis=1)]
+    finite = np.isfinite(pts[:, 0] + pts[:, 1] + pts[:, 2])  # NaN / inf propagate
+    if not finite.all():
+        pts = pts[finite]
     count = len(pts)
     needed = max(int(min_inliers), 3)
     if count < needed:
         return _failed("too_few_points", count)
     cos_max = math.cos(math.radians(max_tilt_deg))
-    rng = np.random.default_rng(seed)
-    triples = rng.integers(0, count, (int(iterations), 3))  # repeats: degenerate, dropped below
+    # repeated indices give degenerate triples, dropped below
+    triples = (_unit_draws(int(seed), int(iterations)) * count).astype(np.intp)
     a, b, c = (pts[triples[:, i]].astype(np.float64) for i in range(3))
     u, v = b - a, c - a  # normals = u x v (np.cross costs 4x more for 64 rows)
     normals = np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1],
@@ -160,7 +174,9 @@ def fit_ground_plane(points: np.ndarray, *,
         if not refit_offset > 0:
             break
         normal, offset = refit, refit_offset
-        inlier = inliers_of(normal, offset)
+        previous, inlier = inlier, inliers_of(normal, offset)
+        if np.array_equal(previous, inlier):  # converged: another refit gives the same plane
+            break
     inliers = int(np.count_nonzero(inlier))
     tilt = math.degrees(math.acos(min(1.0, max(-1.0, float(normal @ expected)))))
     if inliers < needed or inliers < min_inlier_ratio * count or tilt > max_tilt_deg:

@@ -151,10 +151,18 @@ class NavigationOutputs:
     def ground_of_grid(self, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """(N, 3) float32 ground-class points with finite coordinates of an organized grid.
 
+        The plane fit uses at most ``max_points`` ground points (an even subsample), so a grid
+        of more than 4 x max_points pixels is strided first (every k-th row and column) rather
+        than masked whole and subsampled after.
+
         Args:
             points: (h, w, 3) float32 organized points (metres as predicted, NaN invalid).
             labels: (h, w) integer class ids registered to ``points``.
         """
+        step = int(math.sqrt(points.shape[0] * points.shape[1]
+                             / (4 * self.config.scale.max_points)))
+        if step > 1:
+            points, labels = points[::step, ::step], labels[::step, ::step]
         with np.errstate(invalid="ignore"):
             mask = (self.roles.roles(labels) == GROUND) & (points[..., 2] > 0)
         return points[mask]
