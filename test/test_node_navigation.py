@@ -233,3 +233,15 @@ def test_bad_navigation_settings_fail_at_start_with_the_reason(harness, frames, 
 
     with pytest.raises((SynergyError, InvalidParameterValueException), match=match):
         start_node(harness, TruthPredictor(frames, 1.0), **overrides)
+
+
+def test_synergy_node_exits_1_naming_camera_height_before_loading_a_model(capsys, tmp_path):
+    """The command line: scale correction without camera_height stops the node with one
+    line saying what to set, before any model file is opened (it does not exist here)."""
+    from synergy_ros.ros.node import main
+
+    code = main(["synergy_node", "--ros-args", "-p", "scale_correction:=ground_plane",
+                 "-p", f"model:={tmp_path / 'absent.pt'}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "camera_height" in err and "absent.pt" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -134,11 +134,12 @@ class SynergyPipeline:
         return self.create_publisher(msg_type, topic, qos)
 
     def _configure(self, predictor=None) -> None:
+        navigation = NavigationConfig.from_settings(self._settings)  # before a slow model load
         self._predictor = predictor if predictor is not None else self._load_predictor()
         meta = self._predictor.meta
         self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
-        self._navigation = NavigationOutputs(NavigationConfig.from_settings(s), meta.class_names)
+        self._navigation = NavigationOutputs(navigation, meta.class_names)
         out_qos = qos_profile(s["output_qos_reliability"] == "reliable", s["output_qos_depth"])
         types = {"depth": Image, "depth_info": CameraInfo, "camera_info": CameraInfo,
                  "semantic": Image, "semantic_color": Image, "points": PointCloud2,
@@ -178,6 +179,14 @@ class SynergyPipeline:
             f"backend {getattr(self._predictor, 'backend_name', '?')} on "
             f"{describe.get('device', '?')}, input {self._predictor.input_size}, "
             f"{self._predictor.meta.num_classes} classes")
+        navigation = self._navigation
+        if navigation.roles is not None and navigation.config.needs_roles:
+            scale = navigation.config.scale
+            self.get_logger().info(
+                f"navigation: ground classes {', '.join(navigation.roles.ground) or 'none'}; "
+                f"ignored {', '.join(navigation.roles.ignored) or 'none'}; scale correction "
+                + (f"ground_plane at camera_height {scale.camera_height:g} m"
+                   if scale is not None else "off"))
 
     def _deactivate(self) -> None:
         for sub in (self._image_sub, self._info_sub):
