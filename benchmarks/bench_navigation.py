@@ -124,6 +124,7 @@ def run_size(output: tuple[int, int], iters: int) -> dict:
     return {"outputs": f"{output[0]}x{output[1]}", "camera": f"{CAMERA[0]}x{CAMERA[1]}",
             "median_ms": {name: float(np.median(v)) for name, v in times.items()},
             "p95_ms": {name: float(np.percentile(v, 95)) for name, v in times.items()},
+            "min_ms": {name: float(np.min(v)) for name, v in times.items()},
             "obstacle_points": counts.get("+obstacles+scale"),
             "scale": state.scale, "scale_status": state.status, "inliers": state.inliers}
 
@@ -161,6 +162,12 @@ def to_markdown(result: dict) -> str:
         "state after the run: " + ", ".join(
             f"{row['outputs']}: {row['scale']:.4f} ({row['scale_status']}, {row['inliers']} "
             "inliers)" for row in result["rows"]) + " (true 1/0.8 = 1.25).", ""]
+    lines += ["Fastest frame per case (min, ms: the cost without the shared machine's load, "
+              "which inflates medians): " + "; ".join(
+                  f"{row['outputs']}: base {row['min_ms']['base']:.2f}, +obstacles "
+                  f"{row['min_ms']['+obstacles']:.2f}, +scale {row['min_ms']['+scale']:.2f}, "
+                  f"+obstacles+scale {row['min_ms']['+obstacles+scale']:.2f}"
+                  for row in result["rows"]) + ".", ""]
     if overhead:
         lines += [f"Node overhead: {overhead:.1f} ms per frame (node - model - relay, demo "
                   "model, 320x240 -> 128x96, `benchmarks/results/node_cpu.md`); the issue's "

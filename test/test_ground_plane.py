@@ -109,6 +109,23 @@ def test_plane_fit_is_robust_to_clutter_and_scale_invariant():
     assert scaled.inliers == fit.inliers and scaled.distance == pytest.approx(0.7 * 1.3, rel=1e-4)
 
 
+def test_plane_fit_hint_skips_hypotheses_only_while_it_fits():
+    """The estimator hands the last frame's plane to the next fit: a hint that still fits
+    gives the same plane as RANSAC; one that does not (another scale, too steep) is ignored."""
+    floor = _plane_points(1.3, count=1400, tilt_rad=0.2)
+    rng = np.random.default_rng(5)
+    clutter = np.c_[rng.uniform(-1, 1, 600), rng.uniform(-0.5, 1.2, 600), rng.uniform(2, 6, 600)]
+    points = np.concatenate([floor, clutter.astype(np.float32)])
+    free = fit_ground_plane(points)
+    near = fit_ground_plane(points, hint=(free.normal, free.distance * 1.02))
+    assert near.ok and near.distance == pytest.approx(free.distance, rel=1e-4)
+    assert near.inliers == free.inliers
+    for hint in ((free.normal, free.distance * 2.0),                   # another scale
+                 ((0.0, 0.0, -1.0), 1.3), ((0.0, -1.0, 0.0), -1.0)):  # too steep, behind
+        fit = fit_ground_plane(points, hint=hint)
+        assert fit.ok and fit.distance == pytest.approx(free.distance, rel=1e-4)
+
+
 def test_plane_fit_refuses_steep_planes_and_too_few_points():
     steep = _plane_points(2.0, tilt_rad=math.radians(60))  # a ramp, 60 deg off the expected
     assert fit_ground_plane(steep).status == "too_few_inliers"

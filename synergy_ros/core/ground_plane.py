@@ -88,12 +88,48 @@ def _unit_draws(seed: int, iterations: int) -> np.ndarray:
     return draws
 
 
+def _ransac_plane(pts: np.ndarray, expected: np.ndarray, cos_max: float,
+                  inlier_fraction: float, iterations: int, score_points: int,
+                  seed: int) -> tuple[np.ndarray, float] | None:
+    """Best (unit normal, camera distance) of the RANSAC hypotheses within the tilt bound,
+    scored on an evenly strided subset of ``pts`` (N, 3); None when no hypothesis qualifies."""
+    count = len(pts)
+    # repeated indices give degenerate triples, dropped below
+    triples = (_unit_draws(int(seed), int(iterations)) * count).astype(np.intp)
+    a, b, c = (pts[triples[:, i]].astype(np.float64) for i in range(3))
+    u, v = b - a, c - a  # normals = u x v (np.cross costs 4x more for 64 rows)
+    normals = np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1],
+                        u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+                        u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]], axis=1)
+    lengths = np.linalg.norm(normals, axis=1)
+    usable = lengths > 1e-12
+    normals = normals[usable] / lengths[usable, None]
+    normals *= np.where(normals @ expected < 0, -1.0, 1.0)[:, None]  # point up, at the camera
+    offsets = -np.sum(normals * a[usable], axis=1)  # n.p + offset = 0; offset = camera distance
+    keep = (normals @ expected >= cos_max) & (offsets > 0)
+    normals, offsets = normals[keep], offsets[keep]
+    if not len(normals):
+        return None
+    scored = pts
+    if count > score_points:
+        scored = pts[np.linspace(0, count - 1, int(score_points)).astype(np.intp)]
+    # (hypotheses, N) residuals in float32 (a 3-wide float64 product is 10x slower here)
+    residuals = np.ascontiguousarray(normals, np.float32) @ scored.T
+    residuals += offsets.astype(np.float32)[:, None]
+    np.abs(residuals, out=residuals)
+    scores = np.count_nonzero(residuals <= (inlier_fraction * offsets).astype(np.float32)[:, None],
+                              axis=1)
+    best = int(np.argmax(scores))
+    return normals[best], float(offsets[best])
+
+
 def fit_ground_plane(points: np.ndarray, *,
                      expected_normal: Sequence[float] = LEVEL_GROUND_NORMAL,
                      max_tilt_deg: float = 30.0, inlier_fraction: float = 0.05,
                      iterations: int = 64, max_points: int = 2000, min_inliers: int = 100,
                      min_inlier_ratio: float = 0.5, seed: int = 0,
-                     score_points: int = 500) -> PlaneFit:
+                     score_points: int = 500,
+                     hint: tuple[np.ndarray, float] | None = None) -> PlaneFit:
     """Fit the ground plane to back-projected ground points (RANSAC + least-squares refit).
 
     Args:
@@ -112,6 +148,9 @@ def fit_ground_plane(points: np.ndarray, *,
         score_points: hypotheses are scored on an evenly strided subset of at most this many
             of the points (scoring is the fit's main cost: hypotheses x points residuals); the
             best one's inliers and the refit use all of them.
+        hint: a plane (unit normal, camera distance) expected to fit, e.g. the last frame's:
+            when it is within the tilt bound and has enough inliers, the hypotheses are
+            skipped and the refit starts from it (a frame-to-frame tracking shortcut).
 
     Returns:
         :class:`PlaneFit` (``status`` says why when no plane was found).
@@ -128,39 +167,25 @@ def fit_ground_plane(points: np.ndarray, *,
     if count < needed:
         return _failed("too_few_points", count)
     cos_max = math.cos(math.radians(max_tilt_deg))
-    # repeated indices give degenerate triples, dropped below
-    triples = (_unit_draws(int(seed), int(iterations)) * count).astype(np.intp)
-    a, b, c = (pts[triples[:, i]].astype(np.float64) for i in range(3))
-    u, v = b - a, c - a  # normals = u x v (np.cross costs 4x more for 64 rows)
-    normals = np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1],
-                        u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
-                        u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]], axis=1)
-    lengths = np.linalg.norm(normals, axis=1)
-    usable = lengths > 1e-12
-    normals = normals[usable] / lengths[usable, None]
-    normals *= np.where(normals @ expected < 0, -1.0, 1.0)[:, None]  # point up, at the camera
-    offsets = -np.sum(normals * a[usable], axis=1)  # n.p + offset = 0; offset = camera distance
-    keep = (normals @ expected >= cos_max) & (offsets > 0)
-    normals, offsets = normals[keep], offsets[keep]
-    if not len(normals):
-        return _failed("too_few_inliers", count)
-    scored = pts
-    if count > score_points:
-        scored = pts[np.linspace(0, count - 1, int(score_points)).astype(np.intp)]
-    # (hypotheses, N) residuals in float32 (a 3-wide float64 product is 10x slower here)
-    residuals = np.ascontiguousarray(normals, np.float32) @ scored.T
-    residuals += offsets.astype(np.float32)[:, None]
-    np.abs(residuals, out=residuals)
-    scores = np.count_nonzero(residuals <= (inlier_fraction * offsets).astype(np.float32)[:, None],
-                              axis=1)
-    best = int(np.argmax(scores))
-    normal, offset = normals[best], offsets[best]
 
     def inliers_of(normal: np.ndarray, offset: float) -> np.ndarray:
         return np.abs(pts @ normal.astype(np.float32) + np.float32(offset)) <= np.float32(
             inlier_fraction * offset)
 
-    inlier = inliers_of(normal, offset)
+    inlier = None
+    if hint is not None:  # last frame's plane: skip the hypotheses while it still fits
+        normal, offset = np.asarray(hint[0], np.float64).reshape(3), float(hint[1])
+        if offset > 0 and normal @ expected >= cos_max:
+            inlier = inliers_of(normal, offset)
+            if np.count_nonzero(inlier) < max(needed, min_inlier_ratio * count):
+                inlier = None
+    if inlier is None:
+        plane = _ransac_plane(pts, expected, cos_max, inlier_fraction, int(iterations),
+                              int(score_points), int(seed))
+        if plane is None:
+            return _failed("too_few_inliers", count)
+        normal, offset = plane
+        inlier = inliers_of(normal, offset)
     for _ in range(2):  # least-squares refit on the inliers, then re-select the inliers
         if np.count_nonzero(inlier) < 3:
             break
@@ -333,6 +358,7 @@ class ScaleEstimator:
         self._outliers: list[float] = []
         self._frames_since = -1
         self._stamp_of_scale: float | None = None
+        self._last_plane: tuple[np.ndarray, float] | None = None  # the fit's frame-to-frame hint
         self.state = self._state("no_ground", "no frame yet", math.nan, None, math.nan)
 
     def update(self, depth: np.ndarray, labels: np.ndarray, intrinsics: PinholeIntrinsics,
@@ -347,7 +373,8 @@ class ScaleEstimator:
                                max_tilt_deg=cfg.max_tilt_deg,
                                inlier_fraction=cfg.inlier_fraction, iterations=cfg.iterations,
                                max_points=cfg.max_points, min_inliers=cfg.min_inliers,
-                               min_inlier_ratio=cfg.min_inlier_ratio)
+                               min_inlier_ratio=cfg.min_inlier_ratio, hint=self._last_plane)
+        self._last_plane = (fit.normal, fit.distance) if fit.ok else None
         if self._frames_since >= 0:
             self._frames_since += 1
         if not fit.ok:
