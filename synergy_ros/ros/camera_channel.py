@@ -15,6 +15,7 @@ from typing import Any
 from synergy_ros.core.geometry import PinholeIntrinsics
 from synergy_ros.ros.worker import LatencyStats, RateMeter
 
+
 @dataclasses.dataclass(frozen=True)
 class CameraSnapshot:
     """One camera's numbers for /diagnostics (rates in Hz, times in ms).

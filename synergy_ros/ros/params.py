@@ -178,14 +178,33 @@ def declare_all(node) -> dict:
     so values from a params file are checked too. Raises rclpy's
     InvalidParameterValueException / InvalidParameterTypeException with the reason.
     """
-    from rclpy.parameter import Parameter
-
     for spec in PARAMS:
-        if spec.default == []:  # rclpy cannot infer an empty list's type: declare it typed
-            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
+        if spec.default == []:
+            _declare_string_array(node, spec)
         else:
             node.declare_parameter(spec.name, spec.default, descriptor(spec))
     return {spec.name: current_value(node, spec.name) for spec in PARAMS}
+
+
+def _declare_string_array(node, spec: ParamSpec) -> None:
+    """Declare a string array whose default is empty (``cameras``).
+
+    rclpy infers no type from ``[]``, so it is declared typed and unset (an empty list in a
+    params file arrives unset too). An empty list given as a Python override
+    (``parameter_overrides``, a launch file's dict) reaches rclpy as a BYTE_ARRAY
+    (ros2/ros2#1518) and is taken here as "unset", not refused.
+    """
+    from rclpy.exceptions import InvalidParameterTypeException
+    from rclpy.parameter import Parameter
+
+    try:
+        node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
+    except InvalidParameterTypeException:
+        override = getattr(node, "_parameter_overrides", {}).get(spec.name)
+        if override is None or list(override.value or []) != []:
+            raise
+        node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec),
+                               ignore_override=True)
 
 
 def current_value(node, name: str) -> Any:
