@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=15.0, help="Hz per camera (even pattern)")
     parser.add_argument("--fast", type=float, default=30.0, help="Hz of camera 0 (uneven)")
     parser.add_argument("--slow", type=float, default=5.0, help="Hz of the others (uneven)")
+    parser.add_argument("--patterns", default="even,uneven",
+                        help="comma list: even (all at --rate), uneven (--fast, others --slow)")
     parser.add_argument("--size", type=size_arg, default=(320, 240), help="WIDTHxHEIGHT")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
@@ -297,6 +299,12 @@ def run_setup(args, bench: Bench, setup: str, cameras: list[str], rates: dict,
                             "served": round(len(window) / max(sent[name], 1), 3),
                             "latency_p50_ms": round(percentile(lat, 50), 1),
                             "latency_p95_ms": round(percentile(lat, 95), 1)}
+        node_view = diagnostics.get(f"{names[0]}: camera {name}") if setup == "multi" \
+            else diagnostics.get(f"{names[cameras.index(name)]}: pipeline")
+        if node_view:  # the node's own counts: where a camera's missing frames went
+            per_camera[name]["node"] = {key: int(node_view[key]) for key in (
+                "frames_received", "frames_processed", "frames_dropped", "bad_messages",
+                "frames_skipped_no_subscribers")}
     served = [c["served"] for c in per_camera.values()]
     pipelines = [diagnostics.get(f"{name}: pipeline", {}) for name in names]
     inference = [float(p["inference_p50_ms"]) for p in pipelines if "inference_p50_ms" in p]
@@ -387,9 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for count in counts:
             cameras = [f"cam{i}" for i in range(count)]
-            patterns = [{name: args.rate for name in cameras},
-                        {name: args.fast if i == 0 else args.slow
-                         for i, name in enumerate(cameras)}]
+            shapes = {"even": {name: args.rate for name in cameras},
+                      "uneven": {name: args.fast if i == 0 else args.slow
+                                 for i, name in enumerate(cameras)}}
+            patterns = [shapes[pattern] for pattern in args.patterns.split(",")]
             for rates in patterns:
                 case = {"count": count, "rates": "/".join(f"{r:g}" for r in rates.values())}
                 setups = ("multi", "single") if order % 2 == 0 else ("single", "multi")
