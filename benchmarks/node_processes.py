@@ -2,6 +2,7 @@
 
     python benchmarks/node_processes.py node --ns /bn --camera-ns /cam --model M \
         --backend onnxruntime [--stand-in-ms 5] [--output-resolution model] [--threads 2]
+        [--cameras front,left,right] [--name synergy_node]
     python benchmarks/node_processes.py relay --ns /br --camera-ns /cam2 --camera 320x240 \
         --output 128x96 --classes 6
 
@@ -56,8 +57,16 @@ def run_node(args: argparse.Namespace) -> None:
                                num_threads=args.threads, engine_cache_dir=args.cache_dir)
         predictor = FixedLatencyPredictor(inner, args.stand_in_ms / 1e3,
                                           output_resolution=args.output_resolution)
-    rclpy.init(args=["--ros-args", "-r", f"__ns:={args.ns}", "-r",
-                     f"image:={args.camera_ns}/image"])
+    cameras = [name for name in args.cameras.split(",") if name]
+    if cameras:  # one node for several cameras: NAME/image <- <camera-ns>/NAME/image
+        overrides["cameras"] = cameras
+        remaps = [f"{name}/image:={args.camera_ns}/{name}/image" for name in cameras]
+    else:
+        remaps = [f"image:={args.camera_ns}/image"]
+    ros_args = ["--ros-args", "-r", f"__ns:={args.ns}", "-r", f"__node:={args.name}"]
+    for remap in remaps:
+        ros_args += ["-r", remap]
+    rclpy.init(args=ros_args)
     node = SynergyNode(predictor=predictor,
                        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     if args.executor == "events":
@@ -145,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--stand-in-ms", type=float, default=0.0)
     node.add_argument("--cache-dir", default="")
     node.add_argument("--executor", default="single", choices=("single", "events"))
+    node.add_argument("--cameras", default="",
+                      help="comma list: one node serving these cameras (<camera-ns>/NAME/image)")
+    node.add_argument("--name", default="synergy_node", help="node name (diagnostics status)")
     relay = roles.add_parser("relay")
     relay.add_argument("--ns", required=True)
     relay.add_argument("--camera-ns", required=True)

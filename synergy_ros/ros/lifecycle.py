@@ -75,9 +75,10 @@ class LifecycleSynergyNode(SynergyPipeline, LifecycleNode):
             given.close()
 
     def _destroy_publishers(self) -> None:
-        for publisher in self._pubs.values():
-            self.destroy_lifecycle_publisher(publisher)
-        self._pubs = {}
+        for channel in self._channels:
+            for publisher in channel.pubs.values():
+                self.destroy_lifecycle_publisher(publisher)
+            channel.pubs = {}
         if getattr(self, "_diag_pub", None) is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None

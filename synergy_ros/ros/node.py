@@ -10,7 +10,9 @@ publishing run on the worker thread (newest frame wins, drops counted).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import math
 import sys
 import threading
@@ -28,6 +30,7 @@ from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.geometry import PinholeIntrinsics
 from synergy_ros.core.labels import palette_lut
 from synergy_ros.ros import params as node_params
+from synergy_ros.ros.camera_channel import CameraChannel, CameraSnapshot
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
 from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs, scale_diagnostics
@@ -103,14 +106,19 @@ class SynergyPipeline:
     Phases (called by the node classes): :meth:`_declare` (parameters), :meth:`_configure`
     (model, publishers, worker thread), :meth:`_activate` (subscriptions, diagnostics timer),
     :meth:`_deactivate` and :meth:`_cleanup` (reverse order). Mixed into an rclpy Node.
+
+    Every camera is a :class:`CameraChannel` (one with the empty name unless the ``cameras``
+    parameter lists several); the worker thread takes the newest pending frame of every
+    camera that has one and runs them as one batch (:meth:`_process_batch`).
     """
 
     _worker: FrameWorker | None = None
     _predictor = None
-    _image_sub = None
-    _info_sub = None
     _diag_timer = None
+    #: the node-wide navigation settings and class roles (each camera has its own copy with
+    #: its own scale estimator: CameraChannel.navigation)
     _navigation: NavigationOutputs | None = None
+    _channels: list[CameraChannel] = []
 
     def _declare(self) -> None:
         # Only Humble-era rclpy parameter APIs (docs/node.md): the on-set callback validates;
@@ -119,16 +127,38 @@ class SynergyPipeline:
         self.add_on_set_parameters_callback(node_params.on_set_callback)
         self.add_on_set_parameters_callback(self._check_navigation_change)
         self._settings = node_params.declare_all(self)
-        self._intrinsics: PinholeIntrinsics | None = None
+        cameras = node_params.declare_cameras(self, self._settings)
+        self._channels = ([CameraChannel(name, overrides) for name, overrides in cameras.items()]
+                          or [CameraChannel()])
+        self._channel_by_name = {channel.name: channel for channel in self._channels}
         self._input_rate, self._output_rate = RateMeter(), RateMeter()
         self._latency, self._inference = LatencyStats(), LatencyStats()
         self._received = self._bad = self._skipped = self._reported_errors = 0
+        self._frame_errors = 0  # frames whose publishing failed (others of the batch went on)
         # errors and drops of workers stopped by a lifecycle cleanup: the reported counts
         # stay cumulative (and new_errors >= 0) across configure -> cleanup -> configure
         self._errors_before = self._dropped_before = 0
+        self._dropped_before_by_key: collections.Counter = collections.Counter()
+        self._batch_sizes_before: collections.Counter = collections.Counter()
         self._count_lock = threading.Lock()
-        self._pubs: dict = {}
         self._profile = ProfileStats()
+
+    # the single camera's objects under the names they had before several cameras
+    @property
+    def _pubs(self) -> dict:
+        return self._channels[0].pubs if self._channels else {}
+
+    @property
+    def _image_sub(self):
+        return self._channels[0].image_sub if self._channels else None
+
+    @property
+    def _info_sub(self):
+        return self._channels[0].info_sub if self._channels else None
+
+    @property
+    def _intrinsics(self) -> PinholeIntrinsics | None:
+        return self._channels[0].intrinsics if self._channels else None
 
     def _make_publisher(self, msg_type, topic: str, qos):
         return self.create_publisher(msg_type, topic, qos)
@@ -140,41 +170,60 @@ class SynergyPipeline:
         self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
         self._navigation = NavigationOutputs(navigation, meta.class_names)
+        for channel in self._channels:  # one scale estimator per camera
+            channel.navigation = NavigationOutputs(navigation, meta.class_names)
         out_qos = qos_profile(s["output_qos_reliability"] == "reliable", s["output_qos_depth"])
+        for channel in self._channels:
+            self._create_publishers(channel, out_qos)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._worker = FrameWorker(self._process_batch, self._on_worker_error,
+                                   s["queue_policy"], batch=True)
+
+    def _create_publishers(self, channel: CameraChannel, qos) -> None:
+        """The camera's output publishers (``NAME/depth`` ...; ``depth`` ... for one camera)."""
         types = {"depth": Image, "depth_info": CameraInfo, "camera_info": CameraInfo,
                  "semantic": Image, "semantic_color": Image, "points": PointCloud2,
                  "attention": Image, "obstacles": PointCloud2, "ground": PointCloud2}
-        self._pubs = {}
+        channel.pubs = {}
         for key, topic in OUTPUT_TOPICS.items():
-            if key == "attention" and not s["publish_attention"]:
+            if key == "attention" and not self._settings["publish_attention"]:
                 continue
             if key in ("obstacles", "ground") and self._navigation.roles is None:
                 continue  # no class roles (reason in _navigation.unavailable): never published
             if key == "camera_info":  # beside the images, after depth resolved its name
-                topic = self._output_info_topic(self._pubs["depth"].topic_name)
+                topic = self._output_info_topic(channel, channel.pubs["depth"].topic_name)
                 if topic is None:
                     continue
-            self._pubs[key] = self._make_publisher(types[key], topic, out_qos)
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._worker = FrameWorker(self._process, self._on_worker_error, s["queue_policy"])
+            else:
+                topic = channel.topic(topic)
+            channel.pubs[key] = self._make_publisher(types[key], topic, qos)
 
     def _activate(self) -> None:
         s = self._settings
         in_qos = qos_profile(s["qos_reliability"] == "reliable", s["qos_depth"])
-        if s["use_compressed"]:
-            self._image_sub = self.create_subscription(
-                CompressedImage, "image/compressed", self._on_compressed, in_qos)
-        else:
-            self._image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
-        self._info_sub = self.create_subscription(CameraInfo, self._input_info_topic(),
-                                                  self._on_camera_info, in_qos)
+        for channel in self._channels:
+            if s["use_compressed"]:
+                channel.image_sub = self.create_subscription(
+                    CompressedImage, channel.topic("image/compressed"),
+                    functools.partial(self._on_compressed, channel), in_qos)
+            else:
+                channel.image_sub = self.create_subscription(
+                    Image, channel.topic("image"), functools.partial(self._on_image, channel),
+                    in_qos)
+            channel.info_sub = self.create_subscription(
+                CameraInfo, self._input_info_topic(channel),
+                functools.partial(self._on_camera_info, channel), in_qos)
         self._diag_timer = self.create_timer(s["diagnostics_period"], self._publish_diagnostics)
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
+        inputs = ", ".join(f"{channel.image_sub.topic_name} + {channel.info_sub.topic_name}"
+                           for channel in self._channels)
+        cameras = (f"{len(self._channels)} cameras batched "
+                   f"(max batch {describe.get('max_batch') or 'any'}): "
+                   if len(self._channels) > 1 else "")
         self.get_logger().info(
-            f"synergy_node active: {self._image_sub.topic_name} + "
-            f"{self._info_sub.topic_name} -> depth, semantic, points; "
+            f"synergy_node active: {cameras}{inputs} -> depth, semantic, points; "
             f"model {s['model'] or describe.get('model')} (runs {describe.get('model')}), "
             f"backend {getattr(self._predictor, 'backend_name', '?')} on "
             f"{describe.get('device', '?')}, input {self._predictor.input_size}, "
@@ -189,12 +238,14 @@ class SynergyPipeline:
                    if scale is not None else "off"))
 
     def _deactivate(self) -> None:
-        for sub in (self._image_sub, self._info_sub):
-            if sub is not None:
-                self.destroy_subscription(sub)
+        for channel in self._channels:
+            for sub in (channel.image_sub, channel.info_sub):
+                if sub is not None:
+                    self.destroy_subscription(sub)
+            channel.image_sub = channel.info_sub = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
-        self._image_sub = self._info_sub = self._diag_timer = None
+        self._diag_timer = None
 
     def _cleanup(self, keep=None) -> None:
         """Stop the worker (after its current frame) and release the predictor.
@@ -208,41 +259,47 @@ class SynergyPipeline:
             worker.stop()
             self._errors_before += worker.errors
             self._dropped_before += worker.dropped
+            self._dropped_before_by_key.update(worker.dropped_by_key)
+            self._batch_sizes_before.update(worker.batch_sizes)
         predictor, self._predictor = self._predictor, None
         if predictor is not None and predictor is not keep and hasattr(predictor, "close"):
             predictor.close()
 
     # ---- setup -------------------------------------------------------------------------
-    def _input_info_topic(self) -> str:
-        """The camera_info input: ``camera_info`` where the user remapped that name, else the
-        sibling of the resolved input image topic, as image_transport's CameraSubscriber
-        takes it (``image:=/camera/color/image_raw`` -> ``/camera/color/camera_info``)."""
-        if (self.resolve_topic_name("camera_info")
-                != self.resolve_topic_name("camera_info", only_expand=True)):
-            return "camera_info"
-        image = self.resolve_topic_name("image")
+    def _input_info_topic(self, channel: CameraChannel) -> str:
+        """The camera's camera_info input: ``camera_info`` (``NAME/camera_info``) where the user
+        remapped that name, else the sibling of the resolved input image topic, as
+        image_transport's CameraSubscriber takes it (``image:=/camera/color/image_raw`` ->
+        ``/camera/color/camera_info``)."""
+        relative = channel.topic("camera_info")
+        if (self.resolve_topic_name(relative)
+                != self.resolve_topic_name(relative, only_expand=True)):
+            return relative
+        image = self.resolve_topic_name(channel.topic("image"))
         if self._settings["use_compressed"]:  # image_transport's base topic of .../compressed
-            compressed = self.resolve_topic_name("image/compressed")
+            compressed = self.resolve_topic_name(channel.topic("image/compressed"))
             if compressed.endswith("/compressed"):
                 image = compressed[:-len("/compressed")]
         return sibling_topic(image, "camera_info")
 
-    def _output_info_topic(self, depth_topic: str) -> str | None:
+    def _output_info_topic(self, channel: CameraChannel, depth_topic: str) -> str | None:
         """The ``camera_info`` output beside ``depth_topic`` (resolved), or None with a
         warning when that name is the camera_info input or a remap rule sends it elsewhere
         (it would then feed the node its own output, or the camera's topic)."""
         topic = sibling_topic(depth_topic, "camera_info")
         remapped = self.resolve_topic_name(topic)
-        camera = self.resolve_topic_name(self._input_info_topic())
+        camera = self.resolve_topic_name(self._input_info_topic(channel))
         if remapped == topic and topic != camera:
             return topic
+        image = channel.topic("image")
         self.get_logger().warning(
-            f"not publishing camera_info beside the images: {topic} is "
+            f"{channel.label}not publishing camera_info beside the images: {topic} is "
             f"{'the camera_info input' if topic == camera else f'remapped to {remapped}'}; "
             f"consumers pairing {depth_topic} with {topic} (depth_image_proc, rviz2 DepthCloud) "
             "will wait. Run the node in its own namespace (the launch file's /synergy) and "
-            "remap only image (camera_info is then read beside the image, as image_transport "
-            "does), not camera_info. depth/camera_info carries the same CameraInfo.")
+            f"remap only {image} (camera_info is then read beside the image, as "
+            "image_transport does), not camera_info. depth/camera_info carries the same "
+            "CameraInfo.")
         return None
 
     def _load_predictor(self):
@@ -265,7 +322,10 @@ class SynergyPipeline:
             num_threads=s["num_threads"] or None,
             # onnxruntime threads spinning after each run would take the cores the worker
             # needs to build and publish the outputs (benchmarks/results/node_cpu.md)
-            thread_spinning=False)
+            thread_spinning=False,
+            # one batch holds a frame of every camera: a .pt exports with a dynamic batch
+            # axis (TensorRT: an optimisation profile 1..N), cached under its own key
+            max_batch=len(self._channels))
 
     # ---- parameter changes (ros2 param set / load, Node.set_parameters) -----------------
     def set_parameters(self, parameter_list: list) -> list:
@@ -292,56 +352,65 @@ class SynergyPipeline:
         if settings is None:  # not declared yet
             return
         for name in settings:
-            settings[name] = self.get_parameter(name).value
+            settings[name] = node_params.current_value(self, name)
+        for channel in self._channels:
+            for key in channel.overrides:
+                channel.overrides[key] = self.get_parameter(f"{channel.name}.{key}").value
         if self._worker is not None:
             self._worker.policy = settings["queue_policy"]
 
     # ---- executor-thread callbacks (fast: never wait for inference) ----------------------
-    def _drop_bad(self, what: str, exc: Exception) -> None:
+    def _drop_bad(self, channel: CameraChannel, what: str, exc: Exception) -> None:
         with self._count_lock:  # called from the executor and the worker thread
             self._bad += 1
-        self.get_logger().warning(f"dropping bad {what} message ({self._bad} so far): {exc}",
-                                  throttle_duration_sec=THROTTLE_S)
+        count = channel.count("bad")
+        self.get_logger().warning(
+            f"{channel.label}dropping bad {what} message ({count} so far): {exc}",
+            throttle_duration_sec=THROTTLE_S)
 
-    def _on_image(self, msg: Image) -> None:
-        received = time.perf_counter()
+    def _count_received(self, channel: CameraChannel) -> None:
         self._received += 1
         self._input_rate.tick()
+        channel.count("received")
+        channel.input_rate.tick()
+
+    def _on_image(self, channel: CameraChannel, msg: Image) -> None:
+        received = time.perf_counter()
+        self._count_received(channel)
         spans = FrameSpans(received) if self._settings["profile"] else None
         try:
             rgb = image_to_rgb(msg)
         except ValueError as exc:
-            self._drop_bad("image", exc)
+            self._drop_bad(channel, "image", exc)
             return
         if spans is not None:
             spans.mark("convert")
-        self._submit(Frame(msg.header, received, rgb=rgb, spans=spans))
+        self._submit(channel, Frame(msg.header, received, rgb=rgb, spans=spans))
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
+    def _on_compressed(self, channel: CameraChannel, msg: CompressedImage) -> None:
         received = time.perf_counter()
-        self._received += 1
-        self._input_rate.tick()
+        self._count_received(channel)
         spans = FrameSpans(received) if self._settings["profile"] else None
-        self._submit(Frame(msg.header, received, compressed=msg, spans=spans))
+        self._submit(channel, Frame(msg.header, received, compressed=msg, spans=spans))
 
-    def _submit(self, frame: Frame) -> None:
+    def _submit(self, channel: CameraChannel, frame: Frame) -> None:
         worker = self._worker
         if worker is not None:
-            worker.submit(frame)
+            worker.submit(frame, key=channel.name)
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _on_camera_info(self, channel: CameraChannel, msg: CameraInfo) -> None:
         try:
-            self._intrinsics = camera_info_to_intrinsics(msg)
+            channel.intrinsics = camera_info_to_intrinsics(msg)
         except ValueError as exc:
-            self._drop_bad("camera_info", exc)
+            self._drop_bad(channel, "camera_info", exc)
 
     # ---- worker thread -----------------------------------------------------------------
-    def _wanted(self) -> dict[str, bool]:
-        """Which outputs are enabled and have at least one subscriber right now."""
+    def _wanted(self, channel: CameraChannel) -> dict[str, bool]:
+        """Which of the camera's outputs are enabled and have a subscriber right now."""
         s = self._settings
 
         def subscribed(key: str) -> bool:
-            return key in self._pubs and self._pubs[key].get_subscription_count() > 0
+            return key in channel.pubs and channel.pubs[key].get_subscription_count() > 0
 
         images = s["publish_depth"] or s["publish_semantic"] or s["publish_semantic_color"]
         return {"depth": s["publish_depth"] and subscribed("depth"),
@@ -349,32 +418,38 @@ class SynergyPipeline:
                 "camera_info": images and subscribed("camera_info"),
                 "semantic": s["publish_semantic"] and subscribed("semantic"),
                 "semantic_color": s["publish_semantic_color"] and subscribed("semantic_color"),
-                "points": s["publish_points"] and subscribed("points"),
+                "points": channel.setting("publish_points", s) and subscribed("points"),
                 "attention": subscribed("attention"),
                 "obstacles": s["publish_obstacles"] and subscribed("obstacles"),
                 "ground": s["publish_ground"] and subscribed("ground")}
 
-    def _camera_intrinsics(self, width: int, height: int) -> PinholeIntrinsics | None:
-        """Intrinsics of the width x height camera image (camera_info or fallback_fov)."""
-        intrinsics = self._intrinsics
+    def _camera_intrinsics(self, channel: CameraChannel, width: int,
+                           height: int) -> PinholeIntrinsics | None:
+        """Intrinsics of the camera's width x height image (camera_info or fallback_fov)."""
+        intrinsics = channel.intrinsics
         if intrinsics is not None:
             if (intrinsics.width, intrinsics.height) != (width, height):
                 self.get_logger().warning(
-                    f"camera_info is for {intrinsics.width}x{intrinsics.height} but images are "
-                    f"{width}x{height}; scaling the intrinsics", throttle_duration_sec=30.0)
+                    f"{channel.label}camera_info is for {intrinsics.width}x{intrinsics.height} "
+                    f"but images are {width}x{height}; scaling the intrinsics",
+                    throttle_duration_sec=30.0)
                 intrinsics = intrinsics.scaled(width, height)
             return intrinsics
-        fov = self._settings["fallback_fov"]
+        fov = channel.setting("fallback_fov", self._settings)
         if fov > 0:
             return PinholeIntrinsics.from_fov(math.radians(fov), width, height)
-        topic = self._info_sub.topic_name if self._info_sub is not None else "camera_info"
+        topic = (channel.info_sub.topic_name if channel.info_sub is not None
+                 else channel.topic("camera_info"))
         self.get_logger().warning(
-            f"no camera_info on {topic} yet: publishing depth and masks, "
-            "the point cloud waits (set fallback_fov to assume a field of view)",
-            throttle_duration_sec=10.0)
+            f"{channel.label}no camera_info on {topic} yet: publishing depth and masks, "
+            f"the point cloud waits (set {channel.topic('').replace('/', '.')}fallback_fov to "
+            "assume a field of view)", throttle_duration_sec=10.0)
         return None
 
-    def _process(self, frame: Frame) -> None:
+    def _prepare(self, channel: CameraChannel,
+                 frame: Frame) -> tuple[np.ndarray, dict[str, bool]] | None:
+        """(RGB image (H, W, 3) uint8, wanted outputs) of a frame taken by the worker, or None
+        when it is dropped here (an undecodable compressed image, nobody subscribed)."""
         spans = frame.spans
         if spans is not None:
             spans.mark("handoff")
@@ -383,41 +458,85 @@ class SynergyPipeline:
             try:
                 rgb = compressed_to_rgb(frame.compressed)
             except ValueError as exc:
-                self._drop_bad("compressed image", exc)
-                return
+                self._drop_bad(channel, "compressed image", exc)
+                return None
             if spans is not None:
                 spans.mark("decompress")
-        wanted = self._wanted()
+        wanted = self._wanted(channel)
         if not any(wanted.values()):
             self._skipped += 1
-            return
+            channel.count("skipped")
+            return None
         if spans is not None:
             spans.mark("wanted")
-        t0 = time.perf_counter()
-        prediction = self._predictor.predict(rgb)
-        self._inference.add((time.perf_counter() - t0) * 1e3)
-        if spans is not None:
-            spans.mark("predict")
-            for stage, value in prediction.timings_ms.items():
-                spans.add(f"predict.{stage}", value)
-        self._publish(frame, rgb, prediction, wanted)
-        done = time.perf_counter()
-        self._latency.add((done - frame.received) * 1e3)
-        self._output_rate.tick()
-        if spans is not None:
-            spans.mark("bookkeeping")
-            spans.add("callback_to_published", (done - frame.received) * 1e3)
-            self._profile.add(spans)
+        return rgb, wanted
 
-    def _publish(self, frame: Frame, rgb: np.ndarray, prediction, wanted: dict) -> None:
+    def _process_batch(self, frames: dict[str, Frame]) -> None:
+        """Run the newest pending frame of each camera (``{camera name: Frame}``) through the
+        model in one batch, then publish each camera's outputs on its own topics.
+
+        A frame whose publishing fails is counted and logged; the other cameras' frames of the
+        batch are still published. A failing model call fails the whole batch (counted once
+        by the worker, and as an error of every camera in it).
+        """
+        ready = []
+        for name, frame in frames.items():
+            channel = self._channel_by_name[name]
+            prepared = self._prepare(channel, frame)
+            if prepared is not None:
+                ready.append((channel, frame, *prepared))
+        if not ready:
+            return
+        t0 = time.perf_counter()
+        try:
+            if len(ready) == 1:  # a predictor's own predict() (the one-camera node's path)
+                predictions = [self._predictor.predict(ready[0][2])]
+            else:
+                predictions = self._predictor.predict_batch([item[2] for item in ready])
+        except Exception:
+            for channel, *_ in ready:
+                channel.count("errors")
+            raise
+        self._inference.add((time.perf_counter() - t0) * 1e3)
+        for (_, frame, _, _), prediction in zip(ready, predictions):
+            if frame.spans is not None:
+                frame.spans.mark("predict")
+                for stage, value in prediction.timings_ms.items():
+                    frame.spans.add(f"predict.{stage}", value)
+        for index, ((channel, frame, rgb, wanted), prediction) in enumerate(
+                zip(ready, predictions)):
+            spans = frame.spans
+            if spans is not None and index:
+                spans.restart()  # the cameras published before this one are not its time
+            try:
+                self._publish(channel, frame, rgb, prediction, wanted)
+            except Exception as exc:  # noqa: BLE001 - one camera's failure spares the others
+                with self._count_lock:
+                    self._frame_errors += 1
+                channel.count("errors")
+                self._on_worker_error(exc, channel)
+                continue
+            done = time.perf_counter()
+            self._latency.add((done - frame.received) * 1e3)
+            channel.latency.add((done - frame.received) * 1e3)
+            self._output_rate.tick()
+            channel.output_rate.tick()
+            if spans is not None:
+                spans.mark("bookkeeping")
+                spans.add("callback_to_published", (done - frame.received) * 1e3)
+                self._profile.add(spans)
+
+    def _publish(self, channel: CameraChannel, frame: Frame, rgb: np.ndarray, prediction,
+                 wanted: dict) -> None:
+        """Build and publish one camera's outputs of ``prediction`` on its publishers."""
         s = self._settings
         spans = frame.spans
         camera = None
-        navigation = self._navigation
+        navigation = channel.navigation
         if (wanted["depth_info"] or wanted["camera_info"] or wanted["points"]
                 or wanted["obstacles"] or wanted["ground"]
                 or (navigation is not None and navigation.corrects_scale)):
-            camera = self._camera_intrinsics(rgb.shape[1], rgb.shape[0])
+            camera = self._camera_intrinsics(channel, rgb.shape[1], rgb.shape[0])
         messages = prediction_messages(
             prediction, rgb, camera, frame.header, self._palette,
             [key for key, on in wanted.items() if on], depth_encoding=s["depth_encoding"],
@@ -427,7 +546,7 @@ class SynergyPipeline:
         for key, msg in messages:
             if spans is not None:
                 spans.mark(f"build.{key}")
-            self._pubs[key].publish(msg)
+            channel.pubs[key].publish(msg)
             if spans is not None:
                 spans.mark(f"publish.{key}")
 
@@ -446,18 +565,38 @@ class SynergyPipeline:
                     "(restart with ground_classes / ignore_classes set)")
         return SetParametersResult(successful=True)
 
-    def _on_worker_error(self, exc: BaseException) -> None:
-        self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
+    def _on_worker_error(self, exc: BaseException, channel: CameraChannel | None = None) -> None:
+        label = channel.label if channel is not None else ""
+        self.get_logger().error(f"{label}frame processing failed: {type(exc).__name__}: {exc}",
                                 throttle_duration_sec=THROTTLE_S)
 
     # ---- diagnostics -------------------------------------------------------------------
+    def _camera_info_state(self) -> str:
+        """The node-wide camera_info state: the worst of its cameras' (missing first)."""
+        states = [channel.camera_info_state(self._settings) for channel in self._channels]
+        for state in ("missing", "fallback_fov"):
+            if state in states:
+                return state
+        return "received"
+
+    def _dropped(self, channel: CameraChannel | None = None) -> int:
+        """Frames dropped in the worker's slots (one camera's, or all)."""
+        worker = self._worker
+        if channel is None:
+            return self._dropped_before + (worker.dropped if worker is not None else 0)
+        return (self._dropped_before_by_key[channel.name]
+                + (worker.dropped_by_key[channel.name] if worker is not None else 0))
+
     def snapshot(self) -> PipelineSnapshot:
-        """Current counters, rates and latency percentiles."""
+        """Current counters, rates and latency percentiles (all cameras together)."""
         last = self._input_rate.last()
         worker = self._worker
-        errors = self._errors_before + (worker.errors if worker is not None else 0)
-        dropped = self._dropped_before + (worker.dropped if worker is not None else 0)
+        errors = (self._errors_before + self._frame_errors
+                  + (worker.errors if worker is not None else 0))
         new_errors, self._reported_errors = errors - self._reported_errors, errors
+        batch_sizes = collections.Counter(self._batch_sizes_before)
+        if worker is not None:
+            batch_sizes.update(worker.batch_sizes)
         lat50, lat95 = self._latency.percentiles(50, 95)
         inf50, inf95 = self._inference.percentiles(50, 95)
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
@@ -467,24 +606,42 @@ class SynergyPipeline:
             latency_p50_ms=lat50, latency_p95_ms=lat95, inference_p50_ms=inf50,
             inference_p95_ms=inf95, frames_received=self._received,
             frames_processed=self._output_rate.total,
-            frames_dropped=dropped,
+            frames_dropped=self._dropped(),
             frames_skipped_no_subscribers=self._skipped, bad_messages=self._bad,
             processing_errors=errors, new_errors=new_errors,
             seconds_since_input=None if last is None else time.monotonic() - last,
-            camera_info=("received" if self._intrinsics is not None else
-                         "fallback_fov" if self._settings["fallback_fov"] > 0 else "missing"),
+            camera_info=self._camera_info_state(),
             backend=str(getattr(self._predictor, "backend_name", "?")),
             device=str(describe.get("device", "?")),
             model=str(self._settings["model"] or describe.get("model")),
             model_file=str(describe.get("model") or self._settings["model"]),
             input_size=f"{size[1]}x{size[0]}" if size else "none",
             profile=self._profile.summary() if self._settings["profile"] else {},
-            scale=scale_diagnostics(None if self._navigation is None
-                                    else self._navigation.scale_state))
+            scale=self._scale_diagnostics(self._channels[0]) if len(self._channels) == 1 else {},
+            batch_sizes=dict(batch_sizes))
+
+    @staticmethod
+    def _scale_diagnostics(channel: CameraChannel) -> dict:
+        """The camera's ground-plane scale state as diagnostics key -> value ({} when off)."""
+        navigation = channel.navigation
+        return scale_diagnostics(None if navigation is None else navigation.scale_state)
+
+    def camera_snapshots(self) -> list[CameraSnapshot]:
+        """Each camera's counters, rates and latency percentiles (one per ``cameras`` entry;
+        empty for the single-camera node, whose numbers are :meth:`snapshot`'s)."""
+        if len(self._channels) == 1 and not self._channels[0].name:
+            return []
+        describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
+        model = str(self._settings["model"] or describe.get("model"))
+        return [dataclasses.replace(channel.snapshot(self._settings, self._dropped(channel), model),
+                                    scale=self._scale_diagnostics(channel))
+                for channel in self._channels]
 
     def _publish_diagnostics(self) -> None:
+        node = self.get_name()
         self._diag_pub.publish(to_diagnostic_array(
-            self.snapshot(), f"{self.get_name()}: pipeline", self.get_clock().now().to_msg()))
+            self.snapshot(), f"{node}: pipeline", self.get_clock().now().to_msg(),
+            [(f"{node}: camera {camera.camera}", camera) for camera in self.camera_snapshots()]))
 
 
 class SynergyNode(SynergyPipeline, Node):

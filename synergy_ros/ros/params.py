@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 from synergy_ros.core.errors import SynergyError
@@ -22,6 +23,11 @@ BACKEND_CHOICES = ("auto",) + BACKENDS
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 QUEUE_POLICIES = ("latest", "drop_new")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
+#: Settings a node with several cameras also takes per camera, as ``NAME.<setting>``
+#: (default: the node-wide value).
+PER_CAMERA = ("fallback_fov", "publish_points")
+#: A camera name: one ROS name token (it prefixes the camera's topics: NAME/image ...).
+CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +132,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("profile", False, "Time every stage of each frame (conversion, hand-off, "
               "inference, each output's build and publish) and report p50/p95 per stage in "
               "/diagnostics as profile.<stage>_ms; for finding where a frame's time goes."),
+    ParamSpec("cameras", [], "Names of the cameras one node serves with one model, batched "
+              "(e.g. [front, left, rear]): topics NAME/image, NAME/camera_info in and "
+              "NAME/depth, NAME/points ... out; per camera NAME.fallback_fov and "
+              "NAME.publish_points. Empty = one camera on image, depth ...",
+              read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
               value_range=(0.1, 60.0), read_only=True),
 )
@@ -139,8 +150,12 @@ def check_value(name: str, value: Any) -> str | None:
     (rclpy rejects undeclared parameters itself).
     """
     spec = SPECS.get(name)
+    if spec is None and name.rpartition(".")[2] in PER_CAMERA:
+        spec = SPECS[name.rpartition(".")[2]]  # NAME.fallback_fov has fallback_fov's rules
     if spec is None:
         return None
+    if name == "cameras":
+        return _cameras_problem(list(value or []))
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
     if spec.value_range is not None and isinstance(value, (int, float)):
@@ -159,6 +174,18 @@ def check_value(name: str, value: Any) -> str | None:
             parse_class_names(name, value)
         except SynergyError as exc:
             return str(exc)
+    return None
+
+
+def _cameras_problem(names: list) -> str | None:
+    """Why the ``cameras`` list is invalid (a name that is no ROS name token, a duplicate)."""
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not CAMERA_NAME.match(name):
+            return (f"cameras: {name!r} is not a valid camera name; use letters, digits and "
+                    "underscores, starting with a letter (it prefixes the camera's topics "
+                    "NAME/image, NAME/depth ...), e.g. cameras: [front, left, rear]")
+        if name in names[:index]:
+            return f"cameras: {name!r} is listed twice; give every camera its own name"
     return None
 
 
@@ -190,8 +217,57 @@ def declare_all(node) -> dict:
     InvalidParameterValueException / InvalidParameterTypeException with the reason.
     """
     for spec in PARAMS:
-        node.declare_parameter(spec.name, spec.default, descriptor(spec))
-    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
+        if spec.default == []:
+            _declare_string_array(node, spec)
+        else:
+            node.declare_parameter(spec.name, spec.default, descriptor(spec))
+    return {spec.name: current_value(node, spec.name) for spec in PARAMS}
+
+
+def _declare_string_array(node, spec: ParamSpec) -> None:
+    """Declare a string array whose default is empty (``cameras``).
+
+    rclpy infers no type from ``[]``, so it is declared typed and unset (an empty list in a
+    params file arrives unset too). An empty list given as a Python override
+    (``parameter_overrides``, a launch file's dict) reaches rclpy as a BYTE_ARRAY
+    (ros2/ros2#1518) and is taken here as "unset", not refused.
+    """
+    from rclpy.exceptions import InvalidParameterTypeException
+    from rclpy.parameter import Parameter
+
+    try:
+        node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
+    except InvalidParameterTypeException:
+        override = getattr(node, "_parameter_overrides", {}).get(spec.name)
+        if override is None or list(override.value or []) != []:
+            raise
+        node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec),
+                               ignore_override=True)
+
+
+def current_value(node, name: str) -> Any:
+    """Parameter ``name``'s value on ``node``; ``[]`` for a string array left unset
+    (``cameras``: a typed parameter without a value, which rclpy's get_parameter refuses)."""
+    if SPECS.get(name) is not None and SPECS[name].default == []:
+        return list(node.get_parameter_or(name).value or [])
+    return node.get_parameter(name).value
+
+
+def declare_cameras(node, settings: dict) -> dict[str, dict]:
+    """Declare ``NAME.<setting>`` for each camera in ``settings["cameras"]`` and each setting
+    of :data:`PER_CAMERA`, defaulting to the node-wide value; returns
+    ``{camera: {setting: value}}`` (empty without cameras)."""
+    cameras: dict[str, dict] = {}
+    for camera in settings["cameras"]:
+        cameras[camera] = {}
+        for key in PER_CAMERA:
+            spec = dataclasses.replace(
+                SPECS[key], name=f"{camera}.{key}", default=settings[key],
+                description=f"Camera {camera}'s {key} (default: the node-wide {key}). "
+                            + SPECS[key].description)
+            node.declare_parameter(spec.name, spec.default, descriptor(spec))
+            cameras[camera][key] = node.get_parameter(spec.name).value
+    return cameras
 
 
 def on_set_callback(parameters) -> Any:

@@ -1,47 +1,63 @@
-"""A worker thread fed through a one-frame slot, so callbacks never wait for inference.
+"""A worker thread fed through one-frame slots, so callbacks never wait for inference.
 
 The executor thread calls :meth:`FrameWorker.submit` (constant time, never blocks on work);
-the worker thread processes one frame at a time. While it is busy at most one frame waits:
-with policy ``latest`` a new frame replaces the pending one, with ``drop_new`` the new frame
-is dropped; either way the dropped frame is counted and memory stays bounded (one frame in
-work + one pending) however fast the camera publishes.
+the worker thread processes the pending items. There is one slot per *key* (a camera; the
+single-camera node uses one key): while the worker is busy at most one item waits per key.
+With policy ``latest`` a new item replaces that key's pending one, with ``drop_new`` the new
+item is dropped; either way the dropped item is counted (per key too) and memory stays bounded
+(one batch in work + one pending item per key) however fast a camera publishes.
+
+With ``batch=True`` the worker takes the pending item of *every* key that has one and hands
+them over together (``process({key: item, ...})``, oldest pending first): every key with an
+item waiting is served in every batch, so a fast camera cannot starve a slow one, and a key
+with nothing pending (a silent camera) never delays the others.
 """
 from __future__ import annotations
 
 import collections
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
 
 class FrameWorker:
-    """Run ``process(item)`` on a background thread for the newest submitted item.
+    """Run ``process`` on a background thread for the newest submitted item of each key.
 
     Args:
-        process: called on the worker thread for each item taken from the slot. Exceptions
-            are passed to ``on_error`` (the thread keeps running).
+        process: called on the worker thread with one item (``batch=False``: each pending
+            item in turn) or with ``{key: item}`` of every key that had one pending
+            (``batch=True``). Exceptions are passed to ``on_error`` (the thread keeps running).
         on_error: called with the exception (e.g. to log it throttled); default ignores.
-        policy: ``latest`` (replace the pending item) or ``drop_new`` (keep it).
+        policy: ``latest`` (replace the key's pending item) or ``drop_new`` (keep it).
         name: thread name.
+        batch: hand every key's pending item over in one call (see the module doc).
+
+    Counters: ``submitted``, ``dropped``, ``processed`` (items), ``errors`` (calls that
+    raised), the same per key in ``submitted_by_key`` / ``dropped_by_key``, and
+    ``batch_sizes`` (a Counter: items per call -> calls).
     """
 
     def __init__(self, process: Callable[[Any], None],
                  on_error: Callable[[BaseException], None] | None = None,
-                 policy: str = "latest", name: str = "synergy-worker") -> None:
+                 policy: str = "latest", name: str = "synergy-worker",
+                 batch: bool = False) -> None:
         self._process = process
         self._on_error = on_error or (lambda exc: None)
         self.policy = policy
+        self._batch = bool(batch)
         self._cond = threading.Condition()
-        self._pending: Any = None
-        self._has_pending = False
+        self._pending: dict[Hashable, Any] = {}  # key -> item, oldest pending first
         self._busy = False
         self._stopping = False
         self.submitted = 0
         self.dropped = 0
         self.processed = 0
         self.errors = 0
+        self.submitted_by_key: collections.Counter = collections.Counter()
+        self.dropped_by_key: collections.Counter = collections.Counter()
+        self.batch_sizes: collections.Counter = collections.Counter()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -56,49 +72,63 @@ class FrameWorker:
             raise ValueError(f"queue policy must be 'latest' or 'drop_new', got {value!r}")
         self._policy = value
 
-    def submit(self, item: Any) -> bool:
-        """Offer an item; returns False when an item was dropped because the worker was busy."""
+    def submit(self, item: Any, key: Hashable = "") -> bool:
+        """Offer ``item`` in ``key``'s slot; returns False when an item of that key was dropped
+        because one was already pending."""
         with self._cond:
             self.submitted += 1
-            if self._has_pending:
+            self.submitted_by_key[key] += 1
+            if key in self._pending:
                 self.dropped += 1
+                self.dropped_by_key[key] += 1
                 if self._policy == "latest":
-                    self._pending = item
+                    self._pending[key] = item  # keeps its place in the order
                 return False
-            self._pending, self._has_pending = item, True
+            self._pending[key] = item
             self._cond.notify()
             return True
 
     def idle(self) -> bool:
         """True when nothing is pending and nothing is being processed."""
         with self._cond:
-            return not self._has_pending and not self._busy
+            return not self._pending and not self._busy
+
+    def _take(self) -> list:
+        """The work of one call, taken out of the slots (lock held): a one-item list, or with
+        ``batch`` the whole ``{key: item}`` dict as one entry."""
+        if self._batch:
+            items, self._pending = dict(self._pending), {}
+            return [items]
+        key = next(iter(self._pending))
+        return [self._pending.pop(key)]
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._has_pending and not self._stopping:
+                while not self._pending and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     return
-                item, self._pending, self._has_pending = self._pending, None, False
+                (work,) = self._take()
                 self._busy = True
+            size = len(work) if self._batch else 1
             try:
-                self._process(item)
-                self.processed += 1
+                self._process(work)
+                self.processed += size
             except Exception as exc:  # noqa: BLE001 - the worker must survive any frame
                 self.errors += 1
                 self._on_error(exc)
             finally:
                 with self._cond:
+                    self.batch_sizes[size] += 1
                     self._busy = False
-                    item = None
+                    work = None
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Ask the thread to finish after its current item; True if it ended within timeout."""
+        """Ask the thread to finish after its current work; True if it ended within timeout."""
         with self._cond:
             self._stopping = True
-            self._pending, self._has_pending = None, False
+            self._pending = {}
             self._cond.notify_all()
         self._thread.join(timeout)
         return not self._thread.is_alive()

@@ -189,9 +189,11 @@ def cached_build(artifact: str | os.PathLike, key: dict,
 class EngineKey:
     """What a TensorRT engine is valid for; any change means a new engine.
 
-    input_shape is the engine's (B, 3, h, w) input in pixels; calibration the INT8 calibration
-    set's :func:`calibration_digest` (None for fp32/fp16, and then left out of the dict, so
-    fp32/fp16 keys and file names are those of earlier releases).
+    input_shape is the engine's (B, 3, h, w) input in pixels (B = -1: a dynamic batch);
+    calibration the INT8 calibration set's :func:`calibration_digest` (None for fp32/fp16);
+    max_batch the top of a dynamic-batch engine's optimisation profile 1..max_batch (None for
+    a static batch or a profile 1..1). Fields that are None are left out of the dict, so the
+    keys and file names of engines without them are those of earlier releases.
     """
 
     onnx_sha256: str
@@ -201,13 +203,15 @@ class EngineKey:
     precision: str
     input_shape: tuple
     calibration: str | None = None
+    max_batch: int | None = None
 
     def to_dict(self) -> dict:
-        """JSON-serialisable dict (input_shape as a list)."""
+        """JSON-serialisable dict (input_shape as a list; None fields left out)."""
         data = dataclasses.asdict(self)
         data["input_shape"] = [int(v) for v in self.input_shape]
-        if self.calibration is None:
-            del data["calibration"]
+        for optional in ("calibration", "max_batch"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
     def digest(self) -> str:

@@ -116,7 +116,7 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
                    precision: str = "fp32", engine_cache_dir: str | os.PathLike | None = None,
                    *, input_size: Sequence[int] | None = None, output_resolution: str = "input",
                    with_attention: bool = False, num_threads: int | None = None,
-                   thread_spinning: bool = True) -> Predictor:
+                   thread_spinning: bool = True, max_batch: int = 1) -> Predictor:
     """Build a :class:`Predictor` for ``model_path`` (``.pt``, ``.onnx`` or ``.engine``).
 
     Args:
@@ -135,6 +135,11 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         num_threads: CPU threads for torch / onnxruntime.
         thread_spinning: onnxruntime's idle threads busy-wait between runs (its default);
             False when other work shares the cores right after each run (the node).
+        max_batch: the largest batch the caller runs at once (a node serving N cameras: N).
+            Above 1, a ``.pt`` is exported to ONNX with a dynamic batch axis and a TensorRT
+            engine gets an optimisation profile for batches 1..max_batch, each cached under
+            its own key. A given static-batch ``.onnx``/``.engine`` runs the frames one by one
+            (``predict_batch`` splits), which is logged.
     """
     path = Path(model_path)
     if not path.is_file():
@@ -166,18 +171,21 @@ def load_predictor(model_path: str | os.PathLike, backend: str = "auto", device:
         onnx_path = path
         if path.suffix.lower() == ".pt":
             onnx_path = _export_for(path, cache_dir, input_size, with_attention,
-                                    fp16=precision == "fp16")
+                                    fp16=precision == "fp16", max_batch=max_batch)
         elif precision == "fp16":
             LOG.info("precision fp16 with an .onnx file: the file's own precision is used")
-        return OnnxRuntimePredictor(onnx_path, device=device, input_size=input_size,
-                                    num_threads=num_threads, thread_spinning=thread_spinning,
-                                    **common)
+        return _note_static_batch(OnnxRuntimePredictor(
+            onnx_path, device=device, input_size=input_size, num_threads=num_threads,
+            thread_spinning=thread_spinning, **common), max_batch)
 
     onnx_or_engine = path
     if path.suffix.lower() == ".pt":
-        onnx_or_engine = _export_for(path, cache_dir, input_size, with_attention, fp16=False)
-    return load_tensorrt_predictor(onnx_or_engine, cache_dir=cache_dir, device=device,
-                                   precision=precision, input_size=input_size, **common)
+        onnx_or_engine = _export_for(path, cache_dir, input_size, with_attention, fp16=False,
+                                     max_batch=max_batch)
+    predictor = load_tensorrt_predictor(onnx_or_engine, cache_dir=cache_dir, device=device,
+                                        precision=precision, input_size=input_size,
+                                        max_batch=max_batch, **common)
+    return _note_static_batch(predictor, max_batch)
 
 
 def _is_int8_onnx(path: Path) -> bool:
@@ -190,12 +198,24 @@ def _is_int8_onnx(path: Path) -> bool:
         return False  # not readable here: the backend reports it with the fix
 
 
+def _note_static_batch(predictor: Predictor, max_batch: int) -> Predictor:
+    """Log when ``predictor`` takes fewer than ``max_batch`` images per call (a static-batch
+    ``.onnx``/``.engine`` given by the user): batches then run in several calls."""
+    if max_batch > 1 and predictor.max_batch is not None and predictor.max_batch < max_batch:
+        LOG.info("%s takes batches of at most %d; batches of %d run in several calls "
+                 "(export with `synergy export --dynamic-batch`, or pass the .pt, for one call)",
+                 predictor.model_path, predictor.max_batch, max_batch)
+    return predictor
+
+
 def _export_for(model_path: Path, cache_dir: Path, input_size: Sequence[int] | None,
-                with_attention: bool, fp16: bool) -> Path:
-    """Cached ONNX export of a .pt model file at ``input_size`` (default its meta's)."""
+                with_attention: bool, fp16: bool, max_batch: int = 1) -> Path:
+    """Cached ONNX export of a .pt model file at ``input_size`` (default its meta's), with a
+    dynamic batch axis when ``max_batch`` > 1 (cached under its own key: the options differ)."""
 
     if input_size is None:
         input_size = load_model_meta(model_path).input_size
     options = ExportOptions(height=int(input_size[0]), width=int(input_size[1]),
-                            with_attention=with_attention, fp16=fp16)
+                            with_attention=with_attention, fp16=fp16,
+                            dynamic_batch=max_batch > 1)
     return cached_onnx(model_path, cache_dir, options)

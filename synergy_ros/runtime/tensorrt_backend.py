@@ -229,7 +229,8 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
 def plan_engine(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, precision: str,
                 tensorrt_version: str, gpu: tuple[str, str],
                 engine_path: str | os.PathLike | None = None,
-                input_size: Sequence[int] | None = None) -> tuple[EngineKey, Path]:
+                input_size: Sequence[int] | None = None,
+                max_batch: int = 1) -> tuple[EngineKey, Path]:
     """(engine key, engine file) for building ``onnx_path`` with TensorRT ``tensorrt_version``
     on ``gpu`` = (name, compute capability).
 
@@ -237,7 +238,9 @@ def plan_engine(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, prec
     quantization, keyed by its SHA-256 (which covers the Q/DQ scales) and, for the file name
     and the sidecar, its calibration digest; ``int8`` with an FP32 ONNX is refused with what to
     run. Plain Python (reads the ONNX file), so it runs anywhere. ``input_size`` (h, w)
-    pixels, when given, must be the ONNX file's exported size.
+    pixels, when given, must be the ONNX file's exported size. ``max_batch`` > 1 with a
+    dynamic-batch ONNX keys an engine whose optimisation profile covers batches 1..max_batch
+    (a node serving that many cameras); a static-batch ONNX ignores it.
     """
     meta, input_shape = onnx_interface(onnx_path)
     if input_size is not None and tuple(input_size) != tuple(input_shape[2:]):
@@ -261,7 +264,9 @@ def plan_engine(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, prec
         raise SynergyError(INT8_NEEDS_QDQ.format(onnx=onnx_path))
     key = EngineKey(onnx_sha256=file_sha256(onnx_path), tensorrt_version=tensorrt_version,
                     gpu_name=gpu[0], compute_capability=gpu[1], precision=precision,
-                    input_shape=tuple(input_shape), calibration=calibration)
+                    input_shape=tuple(input_shape), calibration=calibration,
+                    max_batch=int(max_batch) if input_shape[0] == -1 and max_batch > 1
+                    else None)
     target = Path(engine_path) if engine_path else engine_cache_path(cache_dir, onnx_path, key)
     return key, target
 
@@ -270,7 +275,8 @@ def engine_for_onnx(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike,
                     precision: str = "fp32", device: str = "cuda",
                     engine_path: str | os.PathLike | None = None,
                     workspace_gb: float = DEFAULT_WORKSPACE_GB,
-                    input_size: Sequence[int] | None = None) -> tuple[Path, dict, bool]:
+                    input_size: Sequence[int] | None = None,
+                    max_batch: int = 1) -> tuple[Path, dict, bool]:
     """The cached engine for ``onnx_path`` on this GPU/TensorRT (built if missing or stale).
 
     Returns (engine path, sidecar record, built now). ``engine_path`` overrides the cache
@@ -281,10 +287,11 @@ def engine_for_onnx(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike,
     import tensorrt as trt
 
     key, target = plan_engine(onnx_path, cache_dir, precision, trt.__version__,
-                              gpu_identity(device), engine_path, input_size)
+                              gpu_identity(device), engine_path, input_size, max_batch)
 
     def build() -> tuple[bytes, dict]:
-        return build_engine(onnx_path, key.precision, workspace_gb, device=device)
+        return build_engine(onnx_path, key.precision, workspace_gb,
+                            max_batch=key.max_batch or 1, device=device)
 
     result = cached_build(target, key.to_dict(), build, what="TensorRT engine")
     return result.path, result.record, result.built
@@ -444,14 +451,16 @@ def load_tensorrt_predictor(model_path: str | os.PathLike, cache_dir: str | os.P
                             device: str = "cuda", precision: str = "fp32",
                             input_size: Sequence[int] | None = None,
                             output_resolution: str = "input",
-                            with_attention: bool = False) -> TensorRTPredictor:
-    """TensorRT predictor for an ``.onnx`` (engine cached/built) or an explicit ``.engine``."""
+                            with_attention: bool = False,
+                            max_batch: int = 1) -> TensorRTPredictor:
+    """TensorRT predictor for an ``.onnx`` (engine cached/built; a dynamic-batch ONNX gets the
+    profile 1..``max_batch``) or an explicit ``.engine`` (its own profile)."""
     require_tensorrt()
     path = Path(model_path)
     if path.suffix.lower() == ".engine":
         record = check_engine_file(path, device)
     else:  # one read of the ONNX file checks the size and keys the engine
         path, record, _ = engine_for_onnx(path, cache_dir, precision, device,
-                                          input_size=input_size)
+                                          input_size=input_size, max_batch=max_batch)
     return TensorRTPredictor(path, record, device=device, output_resolution=output_resolution,
                              with_attention=with_attention)
