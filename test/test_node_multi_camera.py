@@ -384,6 +384,15 @@ def test_per_camera_parameters_remaps_and_checks(harness, model_path):
     snaps = {s.camera: s for s in node.camera_snapshots()}
     assert (snaps["front"].camera_info, snaps["left"].camera_info) == ("fallback_fov",
                                                                        "missing")
+    # a node-wide change reaches every camera without its own value; front keeps its own
+    node.set_parameters([Parameter("fallback_fov", value=45.0)])
+    assert left.setting("fallback_fov", node._settings) == 45.0
+    assert front.setting("fallback_fov", node._settings) == 60.0
+    node.set_parameters([Parameter("publish_points", value=True)])
+    assert left.setting("publish_points", node._settings) is True
+    node.set_parameters([Parameter("left.publish_points", value=False)])
+    node.set_parameters([Parameter("publish_points", value=True)])
+    assert left.setting("publish_points", node._settings) is False  # its own value now
 
 
 @pytest.mark.parametrize("cameras", [[], None])

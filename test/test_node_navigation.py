@@ -245,3 +245,18 @@ def test_synergy_node_exits_1_naming_camera_height_before_loading_a_model(capsys
     err = capsys.readouterr().err
     assert code == 1 and "camera_height" in err and "absent.pt" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_empty_class_list_in_a_params_file_means_no_class(harness, frames, tmp_path):
+    """An empty YAML list reaches rclpy as an unset value: `ignore_classes: []` in a params
+    file means no ignored class (as ['none']), not a TypeError at start."""
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    ignore_classes: []\n"
+                      "    publish_obstacles: true\n")
+    node = SynergyNode(predictor=TruthPredictor(frames, 1.0), context=harness.context,
+                       namespace=harness.namespace, use_global_arguments=False,
+                       cli_args=["--ros-args", "--params-file", str(params)])
+    harness.add_node(node)
+    assert node._settings["ignore_classes"] == []
+    assert node._navigation.roles.ignored == ()
+    assert node._navigation.roles.ground == ("floor",)

@@ -80,3 +80,34 @@ def test_sibling_topic_is_image_transports_camera_info_rule(topic, sibling):
 def test_sibling_topic_needs_a_resolved_name():
     with pytest.raises(ValueError, match="fully qualified"):
         sibling_topic("depth", "camera_info")
+
+
+@pytest.mark.parametrize("decimation", [1, 2, 4, 8])
+def test_ground_plane_scale_locks_whatever_the_cloud_decimation(decimation):
+    """The plane fit must not depend on whether someone subscribes to a coarse cloud: with
+    cloud_decimation 8 the clouds' grid holds too few floor points, so the fit back-projects
+    the ground pixels at full resolution (a flat floor, predicted 2x too deep)."""
+    from synergy_ros.ros import params
+    from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs
+
+    height, width = 96, 128
+    camera = PinholeIntrinsics.from_fov(math.radians(90), width, height)
+    rows = np.arange(height, dtype=np.float32)[:, None].repeat(width, 1)
+    floor = rows > camera.cy + 1
+    with np.errstate(divide="ignore"):
+        depth = np.where(floor, 1.0 * camera.fy / (rows - camera.cy), 5.0).astype(np.float32)
+    prediction = SimpleNamespace(depth=depth, labels=np.where(floor, 0, 1).astype(np.uint8),
+                                 attention=None)
+    settings = {spec.name: spec.default for spec in params.PARAMS}
+    settings.update(ground_classes=["c0"], ignore_classes=["none"],
+                    scale_correction="ground_plane", camera_height=0.5)
+    navigation = NavigationOutputs(NavigationConfig.from_settings(settings),
+                                   [f"c{i}" for i in range(5)])
+    rgb = np.zeros((height, width, 3), np.uint8)
+    for _ in range(3):
+        out = dict(prediction_messages(prediction, rgb, camera, Header(frame_id="cam"),
+                                       palette_lut([], 5), ["depth", "points"],
+                                       cloud_decimation=decimation, navigation=navigation))
+    state = navigation.scale_state
+    assert state.status == "ok" and state.scale == pytest.approx(0.5, rel=0.01)
+    assert image_to_array(out["depth"])[0, 0] == pytest.approx(2.5, rel=0.01)  # 5 m x 0.5

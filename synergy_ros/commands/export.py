@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also output the attention map")
     parser.add_argument("--dynamic-batch", action="store_true",
                         help="onnx: dynamic batch axis (static 1 by default)")
+    parser.add_argument("--max-batch", type=int, default=1,
+                        help="engine: optimisation profile for batches 1..N (a node serving N "
+                             "cameras; implies --dynamic-batch for the ONNX; default 1)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the onnxruntime-vs-torch (or TensorRT-vs-onnxruntime) check")
@@ -157,7 +160,7 @@ def _build_engine(args, options, checkpoint, cache_dir):
         onnx_path = cached_onnx(checkpoint, cache_dir, options)
     engine, record, built = engine_for_onnx(
         onnx_path, cache_dir, precision, device=args.device, engine_path=args.output,
-        workspace_gb=args.workspace_gb)
+        workspace_gb=args.workspace_gb, max_batch=args.max_batch)
     precision = record["key"]["precision"]  # a Q/DQ .onnx builds INT8 whatever was asked
     state = f"built in {record.get('build_seconds', 0):.0f} s" if built else "cached, valid"
     print(f"engine {engine} ({Path(engine).stat().st_size / 1e6:.1f} MB, {precision}, {state}) "
@@ -214,9 +217,13 @@ def run(args: argparse.Namespace) -> int:
 
         model_h, model_w = load_model_meta(checkpoint).input_size
         height, width = height or model_h, width or model_w
+    if args.max_batch < 1:
+        raise SynergyError(f"--max-batch must be >= 1 (the most cameras one call serves), "
+                           f"got {args.max_batch}")
     options = ExportOptions(height=height, width=width, with_attention=args.attention,
                             fp16=args.fp16 and args.format == "onnx",
-                            dynamic_batch=args.dynamic_batch, opset=args.opset)
+                            dynamic_batch=args.dynamic_batch or args.max_batch > 1,
+                            opset=args.opset)
     if args.format == "onnx":
         return _export_onnx(args, options, checkpoint)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(checkpoint)

@@ -260,7 +260,7 @@ class SynergyPipeline:
             self._errors_before += worker.errors
             self._dropped_before += worker.dropped
             self._dropped_before_by_key.update(worker.dropped_by_key)
-            self._batch_sizes_before.update(worker.batch_sizes)
+            self._batch_sizes_before.update(worker.batch_size_counts())
         predictor, self._predictor = self._predictor, None
         if predictor is not None and predictor is not keep and hasattr(predictor, "close"):
             predictor.close()
@@ -331,17 +331,17 @@ class SynergyPipeline:
     def set_parameters(self, parameter_list: list) -> list:
         """rclpy's ``Node.set_parameters``, then apply the stored values to the pipeline."""
         results = super().set_parameters(parameter_list)
-        self._apply_parameters()
+        self._apply_parameters(parameter_list)
         return results
 
     def set_parameters_atomically(self, parameter_list: list) -> Any:
         """rclpy's ``Node.set_parameters_atomically`` (what the parameter services call on
         every distribution), then apply the stored values to the pipeline."""
         result = super().set_parameters_atomically(parameter_list)
-        self._apply_parameters()
+        self._apply_parameters(parameter_list)
         return result
 
-    def _apply_parameters(self) -> None:
+    def _apply_parameters(self, changed: list = ()) -> None:
         """Copy the node's parameter values, as rclpy stored them, into the live settings.
 
         Called after rclpy has set (or rejected) the values, so a change another on-set
@@ -353,6 +353,12 @@ class SynergyPipeline:
             return
         for name in settings:
             settings[name] = node_params.current_value(self, name)
+        for parameter in changed:  # a per-camera value set while running now overrides
+            camera, _, key = parameter.name.partition(".")
+            channel = self._channel_by_name.get(camera) if camera else None
+            if (channel is not None and key in node_params.PER_CAMERA
+                    and self.get_parameter(parameter.name).value == parameter.value):
+                channel.overrides[key] = parameter.value
         for channel in self._channels:
             for key in channel.overrides:
                 channel.overrides[key] = self.get_parameter(f"{channel.name}.{key}").value
@@ -596,7 +602,7 @@ class SynergyPipeline:
         new_errors, self._reported_errors = errors - self._reported_errors, errors
         batch_sizes = collections.Counter(self._batch_sizes_before)
         if worker is not None:
-            batch_sizes.update(worker.batch_sizes)
+            batch_sizes.update(worker.batch_size_counts())
         lat50, lat95 = self._latency.percentiles(50, 95)
         inf50, inf95 = self._inference.percentiles(50, 95)
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}

@@ -73,6 +73,11 @@ def stamp_seconds(header) -> float | None:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
+#: The coarsest cloud grid (its decimation) the ground-plane fit takes its ground points from;
+#: beyond it the ground pixels are back-projected at full resolution for the fit.
+MAX_SCALE_GRID_STEP = 2
+
+
 def cloud_grid_decimation(keys: Collection[str], cloud_decimation: int,
                           obstacle_decimation: int) -> int:
     """The decimation of the one organized grid that the clouds in ``keys`` are taken from.
@@ -136,7 +141,10 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
         grid = backproject(depth[::grid_step, ::grid_step],
                            decimated_intrinsics(depth_intrinsics, grid_step))
     if navigation is not None and navigation.corrects_scale:
-        if grid is not None:  # the clouds' own back-projection: no second one
+        if grid is not None and grid_step <= MAX_SCALE_GRID_STEP:
+            # the clouds' own back-projection: no second one. A coarser grid would leave too
+            # few ground points for the fit, and whether the depth is corrected would then
+            # depend on whether someone subscribes to a decimated cloud.
             ground = navigation.ground_of_grid(grid, grid_labels)
         elif depth_intrinsics is not None:
             ground = ground_points(depth, labels, depth_intrinsics, navigation.roles)

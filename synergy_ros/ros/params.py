@@ -170,8 +170,8 @@ def check_value(name: str, value: Any) -> str | None:
     if name in ("input_width", "input_height") and value and value < 16:
         return f"{name} must be 0 (model default) or >= 16 px; got {value}"
     if name in ("ground_classes", "ignore_classes"):
-        try:
-            parse_class_names(name, value)
+        try:  # an empty YAML list arrives unset (None): it means no class, like []
+            parse_class_names(name, [] if value is None else value)
         except SynergyError as exc:
             return str(exc)
     return None
@@ -248,7 +248,8 @@ def _declare_string_array(node, spec: ParamSpec) -> None:
 def current_value(node, name: str) -> Any:
     """Parameter ``name``'s value on ``node``; ``[]`` for a string array left unset
     (``cameras``: a typed parameter without a value, which rclpy's get_parameter refuses)."""
-    if SPECS.get(name) is not None and SPECS[name].default == []:
+    if SPECS.get(name) is not None and isinstance(SPECS[name].default, list):
+        # an empty YAML list reaches rclpy as an unset value: read it as []
         return list(node.get_parameter_or(name).value or [])
     return node.get_parameter(name).value
 
@@ -256,7 +257,10 @@ def current_value(node, name: str) -> Any:
 def declare_cameras(node, settings: dict) -> dict[str, dict]:
     """Declare ``NAME.<setting>`` for each camera in ``settings["cameras"]`` and each setting
     of :data:`PER_CAMERA`, defaulting to the node-wide value; returns
-    ``{camera: {setting: value}}`` (empty without cameras)."""
+    ``{camera: {setting: value}}`` holding only the values given explicitly (params file,
+    ``-p``, overrides): a camera without one follows the node-wide setting, also when that is
+    changed while running (the node records a per-camera value set later as an override)."""
+    given = getattr(node, "_parameter_overrides", {})  # rclpy's overrides (Humble..Kilted)
     cameras: dict[str, dict] = {}
     for camera in settings["cameras"]:
         cameras[camera] = {}
@@ -266,7 +270,8 @@ def declare_cameras(node, settings: dict) -> dict[str, dict]:
                 description=f"Camera {camera}'s {key} (default: the node-wide {key}). "
                             + SPECS[key].description)
             node.declare_parameter(spec.name, spec.default, descriptor(spec))
-            cameras[camera][key] = node.get_parameter(spec.name).value
+            if spec.name in given:
+                cameras[camera][key] = node.get_parameter(spec.name).value
     return cameras
 
 

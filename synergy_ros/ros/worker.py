@@ -124,6 +124,12 @@ class FrameWorker:
                     self._busy = False
                     work = None
 
+    def batch_size_counts(self) -> collections.Counter:
+        """A copy of :attr:`batch_sizes` taken under the worker's lock (safe to read from
+        another thread while the worker adds to it)."""
+        with self._cond:
+            return collections.Counter(self.batch_sizes)
+
     def stop(self, timeout: float = 10.0) -> bool:
         """Ask the thread to finish after its current work; True if it ended within timeout."""
         with self._cond:

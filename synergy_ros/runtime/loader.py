@@ -203,7 +203,8 @@ def _note_static_batch(predictor: Predictor, max_batch: int) -> Predictor:
     ``.onnx``/``.engine`` given by the user): batches then run in several calls."""
     if max_batch > 1 and predictor.max_batch is not None and predictor.max_batch < max_batch:
         LOG.info("%s takes batches of at most %d; batches of %d run in several calls "
-                 "(export with `synergy export --dynamic-batch`, or pass the .pt, for one call)",
+                 "(for one call pass the .pt, or export with `synergy export --dynamic-batch` "
+                 "(onnx) / `--format engine --max-batch N` (TensorRT))",
                  predictor.model_path, predictor.max_batch, max_batch)
     return predictor
 

@@ -377,8 +377,11 @@ class TensorRTPredictor(Predictor):
         self._outputs: list[str] = []
         for name, spec in io_spec.items():
             shape = buffer_shape(spec["shape"], max_batch)
-            if dynamic and spec["mode"] == "input":
-                self._context.set_input_shape(name, shape)
+            if dynamic and spec["mode"] == "input" and not self._context.set_input_shape(
+                    name, shape):
+                raise SynergyError(
+                    f"TensorRT engine {self.model_path} refused input shape {shape} for "
+                    f"{name}: its optimisation profile does not reach batch {max_batch}")
             if -1 in shape:
                 shape = dims_list(self._context.get_tensor_shape(name))
             dtype = torch_dtypes[spec["dtype"]]
@@ -407,8 +410,13 @@ class TensorRTPredictor(Predictor):
                     host_in[:count].numpy()[...] = batch
                     self._device_buffers[INPUT_NAME][:count].copy_(host_in[:count],
                                                                    non_blocking=True)
-                    if self._dynamic:
-                        context.set_input_shape(INPUT_NAME, tuple(batch.shape))
+                    if self._dynamic and not context.set_input_shape(INPUT_NAME,
+                                                                     tuple(batch.shape)):
+                        raise SynergyError(  # TensorRT 10 returns False, it does not raise
+                            f"TensorRT refused input shape {tuple(batch.shape)} for "
+                            f"{self.model_path}: outside the engine's optimisation profile "
+                            "(rebuild it with the batch range 1..N: synergy export --format "
+                            "engine from the .pt or a dynamic-batch .onnx)")
                     if not context.execute_async_v3(self._stream.cuda_stream):
                         raise SynergyError(f"TensorRT execution failed for {self.model_path}")
                     for name in self._outputs:
