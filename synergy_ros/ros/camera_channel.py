@@ -13,31 +13,17 @@ import time
 from typing import Any
 
 from synergy_ros.core.geometry import PinholeIntrinsics
+from synergy_ros.ros.diagnostics import StreamSnapshot
 from synergy_ros.ros.worker import LatencyStats, RateMeter
 
 
-@dataclasses.dataclass(frozen=True)
-class CameraSnapshot:
-    """One camera's numbers for /diagnostics (rates in Hz, times in ms).
-
-    Field names match :class:`synergy_ros.ros.diagnostics.PipelineSnapshot`'s, so the same
-    status rules (:func:`synergy_ros.ros.diagnostics.status_level`) apply.
-    """
+@dataclasses.dataclass
+class CameraSnapshot(StreamSnapshot):
+    """One camera's numbers for /diagnostics (rates in Hz, times in ms): the stream fields
+    of :class:`synergy_ros.ros.diagnostics.StreamSnapshot`, so the same status rules
+    (:func:`synergy_ros.ros.diagnostics.status_level`) apply."""
 
     camera: str
-    input_rate_hz: float
-    output_rate_hz: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    frames_received: int
-    frames_processed: int
-    frames_dropped: int
-    frames_skipped_no_subscribers: int
-    bad_messages: int
-    processing_errors: int
-    new_errors: int
-    seconds_since_input: float | None
-    camera_info: str
     image_topic: str
     model: str
     stale_after_s: float = 5.0

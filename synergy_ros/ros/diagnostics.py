@@ -16,15 +16,14 @@ from typing import Any, Sequence
 
 
 @dataclasses.dataclass
-class PipelineSnapshot:
-    """Numbers the node reports each diagnostics period (rates in Hz, times in ms)."""
+class StreamSnapshot:
+    """What :func:`status_level` judges, for the whole node or one camera (rates in Hz, times
+    in ms, ``camera_info``: received / fallback_fov / missing)."""
 
     input_rate_hz: float
     output_rate_hz: float
     latency_p50_ms: float
     latency_p95_ms: float
-    inference_p50_ms: float
-    inference_p95_ms: float
     frames_received: int
     frames_processed: int
     frames_dropped: int
@@ -34,6 +33,14 @@ class PipelineSnapshot:
     new_errors: int
     seconds_since_input: float | None
     camera_info: str
+
+
+@dataclasses.dataclass
+class PipelineSnapshot(StreamSnapshot):
+    """Numbers the node reports each diagnostics period (rates in Hz, times in ms)."""
+
+    inference_p50_ms: float
+    inference_p95_ms: float
     backend: str
     device: str
     model: str
@@ -55,7 +62,7 @@ def _fmt(value) -> str:
     return "none" if value is None else str(value)
 
 
-def status_level(snap: Any) -> tuple[bytes, str]:
+def status_level(snap: StreamSnapshot) -> tuple[bytes, str]:
     """(DiagnosticStatus level (an octet: OK, WARN, ERROR), message) summarising ``snap``
     (a PipelineSnapshot or a CameraSnapshot)."""
     from diagnostic_msgs.msg import DiagnosticStatus
@@ -83,7 +90,7 @@ def histogram_text(counts: dict) -> str:
     return " ".join(f"{key}:{counts[key]}" for key in sorted(counts)) or "none"
 
 
-def diagnostic_status(snap: Any, name: str):
+def diagnostic_status(snap: StreamSnapshot, name: str):
     """DiagnosticStatus ``name`` holding every field of ``snap`` (a PipelineSnapshot or a
     CameraSnapshot dataclass) as key/value, with its level and message."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
