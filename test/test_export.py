@@ -89,6 +89,9 @@ def test_export_size_and_flag_errors(model_file, tmp_path, capsys):
     assert "applies to --int8" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(model_file), "--format", "engine",
+                 "--max-batch", "0"]) == 1
+    assert "--max-batch must be >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(module_installed("tensorrt"),
