@@ -274,14 +274,21 @@ def bad_images(name, count):
     return bad
 
 
-def test_a_camera_flooded_with_bad_messages_never_disturbs_the_others(harness, model_path):
-    predictor = recording_predictor(model_path, delay_s=0.02, output_resolution="model")
+def reliable_depth_cameras(harness, model_path, delay_s):
+    """A 3-camera node with a ``delay_s`` model on reliable inputs deep enough to lose nothing,
+    the cameras' depth recorded, once it subscribes every camera: (node, Cameras)."""
+    predictor = recording_predictor(model_path, delay_s=delay_s, output_resolution="model")
     node = start_node(harness, model_path, predictor=predictor, qos_reliability="reliable",
                       qos_depth=100)
     record(harness, CAMERAS, topics=("depth",))
     cams = Cameras(harness, CAMERAS, reliable=True, depth=100)
     assert harness.wait_for(lambda: all(p.get_subscription_count() for p in
                                         cams.image.values()), 10.0)
+    return node, cams
+
+
+def test_a_camera_flooded_with_bad_messages_never_disturbs_the_others(harness, model_path):
+    node, cams = reliable_depth_cameras(harness, model_path, delay_s=0.02)
     flood = iter(bad_images("left", 120))
     bad_info = CameraInfo(width=0, height=0)  # a broken camera_info on the same camera
 
@@ -310,13 +317,7 @@ def test_a_fast_camera_does_not_starve_slow_ones(harness, model_path):
     """30 Hz on front, 5 Hz on left and rear, inference slower than front's frame period:
     every batch serves each camera with a frame pending, so the slow cameras get (almost)
     every frame and front's excess frames are dropped in front's own slot."""
-    predictor = recording_predictor(model_path, delay_s=0.08, output_resolution="model")
-    node = start_node(harness, model_path, predictor=predictor, qos_reliability="reliable",
-                      qos_depth=100)
-    record(harness, CAMERAS, topics=("depth",))
-    cams = Cameras(harness, CAMERAS, reliable=True, depth=100)
-    assert harness.wait_for(lambda: all(p.get_subscription_count() for p in
-                                        cams.image.values()), 10.0)
+    node, cams = reliable_depth_cameras(harness, model_path, delay_s=0.08)
     cams.run(lambda: False, 6.0, {"front": 30.0, "left": 5.0, "rear": 5.0})
     assert harness.wait_for(lambda: node._worker.idle(), 5.0)
     time.sleep(0.5)

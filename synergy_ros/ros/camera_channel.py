@@ -14,6 +14,7 @@ from typing import Any
 
 from synergy_ros.core.geometry import PinholeIntrinsics
 from synergy_ros.ros.diagnostics import StreamSnapshot
+from synergy_ros.ros.navigation import scale_diagnostics
 from synergy_ros.ros.worker import LatencyStats, RateMeter
 
 
@@ -89,6 +90,11 @@ class CameraChannel:
             return "received"
         return "fallback_fov" if self.setting("fallback_fov", settings) > 0 else "missing"
 
+    def scale_diagnostics(self) -> dict:
+        """The camera's ground-plane scale state as diagnostics key -> value ({} when off)."""
+        navigation = self.navigation
+        return scale_diagnostics(None if navigation is None else navigation.scale_state)
+
     def snapshot(self, settings: dict, dropped: int, model: str) -> CameraSnapshot:
         """This camera's diagnostics numbers; ``dropped`` from the worker's per-key count."""
         last = self.input_rate.last()
@@ -105,4 +111,5 @@ class CameraChannel:
             frames_skipped_no_subscribers=self.skipped, bad_messages=self.bad,
             processing_errors=errors, new_errors=new_errors,
             seconds_since_input=None if last is None else time.monotonic() - last,
-            camera_info=self.camera_info_state(settings), image_topic=topic, model=model)
+            camera_info=self.camera_info_state(settings), image_topic=topic, model=model,
+            scale=self.scale_diagnostics())

@@ -33,7 +33,7 @@ from synergy_ros.ros import params as node_params
 from synergy_ros.ros.camera_channel import CameraChannel, CameraSnapshot
 from synergy_ros.ros.conversions import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from synergy_ros.ros.diagnostics import PipelineSnapshot, to_diagnostic_array
-from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs, scale_diagnostics
+from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs
 from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages, sibling_topic
 from synergy_ros.ros.profiling import FrameSpans, ProfileStats
 from synergy_ros.ros.qos import qos_profile
@@ -115,9 +115,6 @@ class SynergyPipeline:
     _worker: FrameWorker | None = None
     _predictor = None
     _diag_timer = None
-    #: the node-wide navigation settings and class roles (each camera has its own copy with
-    #: its own scale estimator: CameraChannel.navigation)
-    _navigation: NavigationOutputs | None = None
     _channels: list[CameraChannel] = []
 
     def _declare(self) -> None:
@@ -160,6 +157,12 @@ class SynergyPipeline:
     def _intrinsics(self) -> PinholeIntrinsics | None:
         return self._channels[0].intrinsics if self._channels else None
 
+    @property
+    def _navigation(self) -> NavigationOutputs | None:
+        """The navigation settings and class roles, the same for every camera (each camera
+        has its own scale estimator); None before configure."""
+        return self._channels[0].navigation if self._channels else None
+
     def _make_publisher(self, msg_type, topic: str, qos):
         return self.create_publisher(msg_type, topic, qos)
 
@@ -169,7 +172,6 @@ class SynergyPipeline:
         meta = self._predictor.meta
         self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
-        self._navigation = NavigationOutputs(navigation, meta.class_names)
         for channel in self._channels:  # one scale estimator per camera
             channel.navigation = NavigationOutputs(navigation, meta.class_names)
         out_qos = qos_profile(s["output_qos_reliability"] == "reliable", s["output_qos_depth"])
@@ -623,14 +625,8 @@ class SynergyPipeline:
             model_file=str(describe.get("model") or self._settings["model"]),
             input_size=f"{size[1]}x{size[0]}" if size else "none",
             profile=self._profile.summary() if self._settings["profile"] else {},
-            scale=self._scale_diagnostics(self._channels[0]) if len(self._channels) == 1 else {},
+            scale=self._channels[0].scale_diagnostics() if len(self._channels) == 1 else {},
             batch_sizes=dict(batch_sizes))
-
-    @staticmethod
-    def _scale_diagnostics(channel: CameraChannel) -> dict:
-        """The camera's ground-plane scale state as diagnostics key -> value ({} when off)."""
-        navigation = channel.navigation
-        return scale_diagnostics(None if navigation is None else navigation.scale_state)
 
     def camera_snapshots(self) -> list[CameraSnapshot]:
         """Each camera's counters, rates and latency percentiles (one per ``cameras`` entry;
@@ -639,8 +635,7 @@ class SynergyPipeline:
             return []
         describe = self._predictor.describe() if hasattr(self._predictor, "describe") else {}
         model = str(self._settings["model"] or describe.get("model"))
-        return [dataclasses.replace(channel.snapshot(self._settings, self._dropped(channel), model),
-                                    scale=self._scale_diagnostics(channel))
+        return [channel.snapshot(self._settings, self._dropped(channel), model)
                 for channel in self._channels]
 
     def _publish_diagnostics(self) -> None:

@@ -93,14 +93,13 @@ class FrameWorker:
         with self._cond:
             return not self._pending and not self._busy
 
-    def _take(self) -> list:
-        """The work of one call, taken out of the slots (lock held): a one-item list, or with
-        ``batch`` the whole ``{key: item}`` dict as one entry."""
+    def _take(self) -> Any:
+        """The work of one call, taken out of the slots (lock held): the oldest pending item,
+        or with ``batch`` the whole ``{key: item}`` dict."""
         if self._batch:
-            items, self._pending = dict(self._pending), {}
-            return [items]
-        key = next(iter(self._pending))
-        return [self._pending.pop(key)]
+            items, self._pending = self._pending, {}
+            return items
+        return self._pending.pop(next(iter(self._pending)))
 
     def _run(self) -> None:
         while True:
@@ -109,7 +108,7 @@ class FrameWorker:
                     self._cond.wait()
                 if self._stopping:
                     return
-                (work,) = self._take()
+                work = self._take()
                 self._busy = True
             size = len(work) if self._batch else 1
             try:
