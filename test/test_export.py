@@ -92,6 +92,13 @@ def test_export_size_and_flag_errors(model_file, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(model_file), "--format", "engine",
                  "--max-batch", "0"]) == 1
     assert "--max-batch must be >= 1" in capsys.readouterr().err
+    static = tmp_path / "static.onnx"
+    assert main(["export", "--checkpoint", str(model_file), "--format", "onnx",
+                 "--output", str(static), "--no-verify"]) == 0
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(static), "--format", "engine",
+                 "--max-batch", "2"]) == 1
+    assert "static batch of 1" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(module_installed("tensorrt"),

@@ -220,6 +220,16 @@ def run(args: argparse.Namespace) -> int:
     if args.max_batch < 1:
         raise SynergyError(f"--max-batch must be >= 1 (the most cameras one call serves), "
                            f"got {args.max_batch}")
+    if (args.format == "engine" and checkpoint.suffix.lower() == ".onnx"
+            and (args.max_batch > 1 or args.dynamic_batch)):
+        from synergy_ros.runtime.tensorrt_backend import onnx_interface
+
+        batch = onnx_interface(checkpoint)[1][0]
+        if batch != -1:  # an engine from it would silently take batch 1 only
+            raise SynergyError(
+                f"{checkpoint} has a static batch of {batch}: an engine built from it cannot "
+                "take batches of several frames. Pass the .pt, or re-export the ONNX with "
+                "`synergy export --format onnx --dynamic-batch`")
     options = ExportOptions(height=height, width=width, with_attention=args.attention,
                             fp16=args.fp16 and args.format == "onnx",
                             dynamic_batch=args.dynamic_batch or args.max_batch > 1,
