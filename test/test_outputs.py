@@ -82,11 +82,11 @@ def test_sibling_topic_needs_a_resolved_name():
         sibling_topic("depth", "camera_info")
 
 
-@pytest.mark.parametrize("decimation", [1, 2, 4, 8])
-def test_ground_plane_scale_locks_whatever_the_cloud_decimation(decimation):
-    """The plane fit must not depend on whether someone subscribes to a coarse cloud: with
-    cloud_decimation 8 the clouds' grid holds too few floor points, so the fit back-projects
-    the ground pixels at full resolution (a flat floor, predicted 2x too deep)."""
+def floor_scene(**overrides):
+    """A flat floor 1 m below a 128x96 camera (class 0) under a wall at 5 m (class 1), and
+    NavigationOutputs with scale correction for a 0.5 m camera height (so the scale is 0.5).
+
+    Returns (camera, prediction, navigation, rgb)."""
     from synergy_ros.ros import params
     from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs
 
@@ -100,10 +100,18 @@ def test_ground_plane_scale_locks_whatever_the_cloud_decimation(decimation):
                                  attention=None)
     settings = {spec.name: spec.default for spec in params.PARAMS}
     settings.update(ground_classes=["c0"], ignore_classes=["none"],
-                    scale_correction="ground_plane", camera_height=0.5)
+                    scale_correction="ground_plane", camera_height=0.5, **overrides)
     navigation = NavigationOutputs(NavigationConfig.from_settings(settings),
                                    [f"c{i}" for i in range(5)])
-    rgb = np.zeros((height, width, 3), np.uint8)
+    return camera, prediction, navigation, np.zeros((height, width, 3), np.uint8)
+
+
+@pytest.mark.parametrize("decimation", [1, 2, 4, 8])
+def test_ground_plane_scale_locks_whatever_the_cloud_decimation(decimation):
+    """The plane fit must not depend on whether someone subscribes to a coarse cloud: with
+    cloud_decimation 8 the clouds' grid holds too few floor points, so the fit back-projects
+    the ground pixels at full resolution (a flat floor, predicted 2x too deep)."""
+    camera, prediction, navigation, rgb = floor_scene()
     for _ in range(3):
         out = dict(prediction_messages(prediction, rgb, camera, Header(frame_id="cam"),
                                        palette_lut([], 5), ["depth", "points"],
@@ -111,3 +119,35 @@ def test_ground_plane_scale_locks_whatever_the_cloud_decimation(decimation):
     state = navigation.scale_state
     assert state.status == "ok" and state.scale == pytest.approx(0.5, rel=0.01)
     assert image_to_array(out["depth"])[0, 0] == pytest.approx(2.5, rel=0.01)  # 5 m x 0.5
+
+
+def test_the_plane_is_fitted_every_nth_frame_and_the_scale_applied_on_all():
+    """scale_fit_interval 3: frames 0, 3, 6 are measured (age 0), the others carry the scale
+    (age counts up) and still get their depth scaled."""
+    camera, prediction, navigation, rgb = floor_scene(scale_fit_interval=3)
+    ages, depths = [], []
+    for i in range(7):
+        header = Header(frame_id="cam")
+        header.stamp.sec = i
+        out = dict(prediction_messages(prediction, rgb, camera, header, palette_lut([], 5),
+                                       ["depth"], navigation=navigation))
+        ages.append(navigation.scale_state.age_frames)
+        depths.append(float(image_to_array(out["depth"])[0, 0]))
+    assert ages == [0, 1, 2, 0, 1, 2, 0]
+    assert depths == pytest.approx([2.5] * 7, rel=0.01)  # 5 m x 0.5 on every frame
+    assert navigation.scale_state.age_s == 0.0
+
+
+def test_scale_status_names_missing_camera_info():
+    """Without intrinsics the ground cannot be back-projected: the status says so (not
+    "no ground") and the last confident scale stays applied."""
+    camera, prediction, navigation, rgb = floor_scene(scale_fit_interval=1)
+    palette = palette_lut([], 5)
+    dict(prediction_messages(prediction, rgb, camera, Header(), palette, ["depth"],
+                             navigation=navigation))
+    out = dict(prediction_messages(prediction, rgb, None, Header(), palette, ["depth"],
+                                   navigation=navigation))
+    state = navigation.scale_state
+    assert state.status == "no_camera_info" and "camera_info" in state.message
+    assert state.confident and state.age_frames == 1
+    assert float(image_to_array(out["depth"])[0, 0]) == pytest.approx(2.5, rel=0.01)

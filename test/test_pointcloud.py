@@ -184,3 +184,16 @@ def test_matches_sensor_msgs_py_where_installed():
     theirs = point_cloud2.read_points_numpy(msg, field_names=["x", "y", "z"])
     ours = pc.pointcloud2_to_array(msg)
     np.testing.assert_array_equal(theirs[:, 2], ours["z"].reshape(-1))
+
+
+def test_dense_cloud_taken_at_indices_equals_the_selected_records():
+    from synergy_ros.ros.pointcloud import POINT_STEP, dense_cloud_message
+
+    records = np.arange(10 * POINT_STEP // 4, dtype=np.uint32).reshape(10, POINT_STEP // 4)
+    index = np.array([1, 4, 9])
+    taken = dense_cloud_message(records, index=index)
+    assert (taken.width, taken.height, taken.is_dense) == (3, 1, True)
+    assert bytes(taken.data) == bytes(dense_cloud_message(records[index]).data)
+    assert dense_cloud_message(records, index=np.array([], np.intp)).width == 0
+    with pytest.raises(ValueError, match="out of range"):
+        dense_cloud_message(records, index=np.array([10]))

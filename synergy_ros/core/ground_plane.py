@@ -307,7 +307,7 @@ class ScaleState:
             after ``relock_frames`` agreeing outliers), ``no_ground`` (too few ground points),
             ``no_plane`` (too few inliers or too tilted), ``out_of_bounds`` (the measured
             scale is outside [min_scale, max_scale]), ``outlier`` (too far from the smoothed
-            scale).
+            scale), ``no_camera_info`` (the node had no intrinsics to back-project with).
         message: one line saying what happened and which scale is applied.
         measured: this frame's measured scale (NaN when no plane).
         inliers, ground_points: the plane fit's inliers and ground points considered.
@@ -366,6 +366,29 @@ class ScaleEstimator:
         """One frame from its predicted depth (H, W) metres, labels (H, W) and intrinsics."""
         return self.update_points(ground_points(depth, labels, intrinsics, self.roles), stamp_s)
 
+    def carry(self, stamp_s: float | None = None) -> ScaleState:
+        """A frame that is not measured (the node fits every n-th frame): the scale stays.
+
+        Only the age advances; status and message stay those of the last measured frame.
+        """
+        if self._frames_since >= 0:
+            self._frames_since += 1
+        age_s = math.nan
+        if stamp_s is not None and self._stamp_of_scale is not None:
+            age_s = float(stamp_s) - self._stamp_of_scale
+        self.state = dataclasses.replace(self.state, age_frames=self._frames_since, age_s=age_s)
+        return self.state
+
+    def unmeasurable(self, status: str, why: str, stamp_s: float | None = None) -> ScaleState:
+        """A frame whose ground could not be measured at all (e.g. ``no_camera_info``).
+
+        The last confident scale is kept and the message says ``why``.
+        """
+        self._last_plane = None
+        if self._frames_since >= 0:
+            self._frames_since += 1
+        return self._keep(status, why, math.nan, None, stamp_s)
+
     def update_points(self, points: np.ndarray, stamp_s: float | None = None) -> ScaleState:
         """One frame from its ground-class points, (N, 3) optical frame, predicted metres."""
         cfg = self.config
@@ -415,7 +438,7 @@ class ScaleEstimator:
         return self.state
 
     # -- helpers ----------------------------------------------------------------------------
-    def _keep(self, status: str, why: str, measured: float, fit: PlaneFit,
+    def _keep(self, status: str, why: str, measured: float, fit: PlaneFit | None,
               stamp_s: float | None) -> ScaleState:
         if self._log_scale is None:
             message = f"{why}; no confident scale yet: depth not corrected (scale 1)"

@@ -64,12 +64,16 @@ class NavigationConfig:
         ground_classes, ignore_classes: class names, or None for the label set's default.
         scale: the ground-plane scale settings, or None when ``scale_correction`` is off.
         needs_roles: the class roles must resolve at start (an output or the scale uses them).
+        fit_interval: the plane is fitted on every n-th frame (the frames between apply the
+            current scale): the fit's cost per frame divided by n, the scale being smoothed
+            over several measurements anyway.
     """
 
     ground_classes: tuple | None
     ignore_classes: tuple | None
     scale: ScaleConfig | None
     needs_roles: bool
+    fit_interval: int = 1
 
     @classmethod
     def from_settings(cls, settings: Mapping) -> "NavigationConfig":
@@ -104,7 +108,11 @@ class NavigationConfig:
             except ValueError as exc:
                 raise SynergyError(f"ground-plane scale settings: {exc}") from None
         needs = bool(settings["publish_obstacles"] or settings["publish_ground"] or scale)
-        return cls(ground, ignored, scale, needs)
+        interval = int(settings.get("scale_fit_interval", 1))
+        if interval < 1:
+            raise SynergyError(f"scale_fit_interval must be >= 1 (fit the ground plane on every "
+                               f"n-th frame), got {interval}")
+        return cls(ground, ignored, scale, needs, interval)
 
 
 class NavigationOutputs:
@@ -137,6 +145,7 @@ class NavigationOutputs:
             self.unavailable = str(exc)
         self.estimator = (ScaleEstimator(config.scale, self.roles)
                           if config.scale is not None else None)
+        self._frames = 0  # frames seen, for the fit interval
 
     @property
     def corrects_scale(self) -> bool:
@@ -147,6 +156,18 @@ class NavigationOutputs:
     def scale_state(self) -> ScaleState | None:
         """The estimator's state after the last frame (None when scale correction is off)."""
         return None if self.estimator is None else self.estimator.state
+
+    def fit_due(self) -> bool:
+        """Whether this frame's ground plane is fitted (call once per frame, before
+        :meth:`correct_scale` or :meth:`carry_scale`): the first frame, then every
+        ``fit_interval``-th."""
+        due = self._frames % self.config.fit_interval == 0
+        self._frames += 1
+        return due
+
+    def carry_scale(self, stamp_s: float | None) -> float:
+        """A frame between fits: the current scale, its age advanced by one frame."""
+        return float(self.estimator.carry(stamp_s).scale)
 
     def ground_of_grid(self, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """(N, 3) float32 ground-class points with finite coordinates of an organized grid.
@@ -172,33 +193,36 @@ class NavigationOutputs:
 
         Args:
             ground_points: (N, 3) ground points in predicted metres (optical frame), or None
-                when they could not be computed (no intrinsics): the frame counts as one
-                without ground (the last confident scale is kept).
+                when they could not be computed (no intrinsics): the last confident scale is
+                kept and the status is ``no_camera_info``.
             stamp_s: the frame's stamp in seconds (for the scale's age), or None.
 
         Returns:
             the depth multiplier: the smoothed confident scale, or 1.0 while there is none.
         """
         if ground_points is None:
-            ground_points = np.empty((0, 3), np.float32)
+            return float(self.estimator.unmeasurable(
+                "no_camera_info", "no camera_info (and no fallback_fov) to back-project the "
+                "ground with", stamp_s).scale)
         return float(self.estimator.update_points(ground_points, stamp_s).scale)
 
-    def split(self, points: np.ndarray, labels: np.ndarray, records: np.ndarray,
-              max_range: float, decimation: int, with_ground: bool) -> CloudSplit:
-        """Obstacle (and ground) records of the organized cloud, one pass.
+    def split(self, points: np.ndarray, labels: np.ndarray, max_range: float,
+              decimation: int, with_ground: bool) -> CloudSplit:
+        """Indices of the obstacle (and ground) points of the organized cloud, one pass.
+
+        Only the indices (into the decimated grid, row-major): the node copies the cloud's
+        records at them straight into the message buffers
+        (:func:`synergy_ros.ros.pointcloud.dense_cloud_message`).
 
         Args:
             points: (h, w, 3) float32 organized points in metres (scale applied), NaN invalid.
             labels: (h, w) class ids registered to ``points``.
-            records: (h, w, 8) uint32 point records of the organized cloud
-                (:func:`synergy_ros.ros.pointcloud.fill_records`): the payload the obstacle
-                records are copied from.
             max_range: z (metres) beyond which points are dropped.
             decimation: keep every n-th row and column of this grid.
-            with_ground: also select the ground records.
+            with_ground: also select the ground points.
         """
         return split_cloud(points, labels, self.roles, max_range=max_range,
-                           decimation=decimation, payload=[records], with_ground=with_ground)
+                           decimation=decimation, with_ground=with_ground, with_points=False)
 
 
 def scale_diagnostics(state: ScaleState | None) -> dict:

@@ -141,16 +141,19 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
         grid = backproject(depth[::grid_step, ::grid_step],
                            decimated_intrinsics(depth_intrinsics, grid_step))
     if navigation is not None and navigation.corrects_scale:
-        if grid is not None and grid_step <= MAX_SCALE_GRID_STEP:
-            # the clouds' own back-projection: no second one. A coarser grid would leave too
-            # few ground points for the fit, and whether the depth is corrected would then
-            # depend on whether someone subscribes to a decimated cloud.
-            ground = navigation.ground_of_grid(grid, grid_labels)
-        elif depth_intrinsics is not None:
-            ground = ground_points(depth, labels, depth_intrinsics, navigation.roles)
+        if not navigation.fit_due():  # between fits (scale_fit_interval): the current scale
+            scale = navigation.carry_scale(stamp_seconds(header))
         else:
-            ground = None
-        scale = navigation.correct_scale(ground, stamp_seconds(header))
+            if grid is not None and grid_step <= MAX_SCALE_GRID_STEP:
+                # the clouds' own back-projection: no second one. A coarser grid would leave
+                # too few ground points for the fit, and whether the depth is corrected would
+                # then depend on whether someone subscribes to a decimated cloud.
+                ground = navigation.ground_of_grid(grid, grid_labels)
+            elif depth_intrinsics is not None:
+                ground = ground_points(depth, labels, depth_intrinsics, navigation.roles)
+            else:
+                ground = None
+            scale = navigation.correct_scale(ground, stamp_seconds(header))
         if scale != 1.0:
             depth *= np.float32(scale)
             if grid is not None:
@@ -192,8 +195,8 @@ def _cloud_messages(points: np.ndarray, labels: np.ndarray, rgb: np.ndarray, hea
     """``points`` / ``obstacles`` / ``ground`` from one (h, w, 3) organized grid (metres).
 
     The grid's point records are written once; ``points`` is the grid itself (its message
-    buffer) or every k-th row and column of it, and the obstacle / ground records are taken
-    from it by :meth:`NavigationOutputs.split`.
+    buffer) or every k-th row and column of it, and the obstacle / ground records are copied
+    from it, at the indices :meth:`NavigationOutputs.split` selects, into their messages.
     """
     if math.isfinite(max_range):
         with np.errstate(invalid="ignore"):
@@ -214,9 +217,10 @@ def _cloud_messages(points: np.ndarray, labels: np.ndarray, rgb: np.ndarray, hea
             h, w = sub.shape[:2]
         yield "points", cloud_message(data, h, w, True, True, header)
     if "obstacles" in clouds or "ground" in clouds:
-        split = navigation.split(points, labels, records, max_range,
-                                 int(obstacle_decimation) // grid_step, "ground" in clouds)
+        sub_step = int(obstacle_decimation) // grid_step
+        split = navigation.split(points, labels, max_range, sub_step, "ground" in clouds)
+        flat = records[::sub_step, ::sub_step].reshape(-1, POINT_STEP // 4)
         if "obstacles" in clouds:
-            yield "obstacles", dense_cloud_message(split.obstacle_payload[0], header)
+            yield "obstacles", dense_cloud_message(flat, header, index=split.obstacle_index)
         if "ground" in clouds:
-            yield "ground", dense_cloud_message(split.ground_payload[0], header)
+            yield "ground", dense_cloud_message(flat, header, index=split.ground_index)

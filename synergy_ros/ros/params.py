@@ -114,9 +114,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_height", 0.0, "Height (m) of the camera's optical centre above the "
               "ground; required (> 0) with scale_correction ground_plane.",
               value_range=(0.0, 100.0), read_only=True),
-    ParamSpec("scale_smoothing", 10, "Frames the ground-plane scale is smoothed over "
-              "(exponential, weight 2 / (n + 1) per frame; 1 = none).", value_range=(1, 1000),
+    ParamSpec("scale_smoothing", 10, "Measurements (one per scale_fit_interval frames) the "
+              "ground-plane scale is smoothed over (exponential, weight 2 / (n + 1) each; 1 = "
+              "none).", value_range=(1, 1000),
               read_only=True),
+    ParamSpec("scale_fit_interval", 3, "Fit the ground plane on every n-th frame (the frames "
+              "between apply the current scale; 1 = every frame). scale_smoothing counts these "
+              "fits.", value_range=(1, 100), read_only=True),
     ParamSpec("min_scale", 0.5, "Smallest ground-plane scale accepted; a smaller measurement "
               "is refused, never applied.", value_range=(0.01, 1.0), read_only=True),
     ParamSpec("max_scale", 2.0, "Largest ground-plane scale accepted; a larger measurement is "

@@ -175,18 +175,33 @@ def cloud_message(data, height: int, width: int, with_rgb: bool = True,
                        row_step=point_step * int(width), is_dense=bool(is_dense), **fields)
 
 
-def dense_cloud_message(records: np.ndarray, header=None):
+def dense_cloud_message(records: np.ndarray, header=None, index: np.ndarray | None = None):
     """An unorganized, dense PointCloud2 (height 1) of (N, 8) uint32 records (xyz rgb label).
 
     The records are copied once into the message's buffer; they must hold no NaN point
-    (``is_dense`` is set true), e.g. a :func:`synergy_ros.core.obstacles.split_cloud` payload
-    of an organized cloud's records.
+    (``is_dense`` is set true), e.g. an organized cloud's records at the indices of its
+    obstacle points (:func:`synergy_ros.core.obstacles.split_cloud`).
+
+    Args:
+        records: (M, 8) uint32 point records (:func:`fill_records` layout).
+        header: std_msgs/Header to copy.
+        index: (N,) row indices into ``records`` to take (straight into the message buffer,
+            no intermediate copy); None takes all rows.
     """
     records = np.asarray(records, dtype=np.uint32)
     if records.ndim != 2 or records.shape[1] != POINT_STEP // 4:
         raise ValueError(f"records must be (N, {POINT_STEP // 4}) uint32, got {records.shape}")
-    return cloud_message(byte_array(records), 1, len(records), True, True, header,
-                         is_dense=True)
+    if index is None:
+        return cloud_message(byte_array(records), 1, len(records), True, True, header,
+                             is_dense=True)
+    index = np.asarray(index, dtype=np.intp)
+    if len(index) and (index.min() < 0 or index.max() >= len(records)):
+        raise ValueError(f"index out of range for {len(records)} records")
+    data = zeroed_byte_array(len(index) * POINT_STEP)
+    # mode="clip": no bounds re-check (done above) and no buffering of ``out``
+    np.take(records, index, axis=0, mode="clip",
+            out=np.frombuffer(data, dtype=np.uint32).reshape(len(index), POINT_STEP // 4))
+    return cloud_message(data, 1, len(index), True, True, header, is_dense=True)
 
 
 def pointcloud2_to_array(msg) -> np.ndarray:
