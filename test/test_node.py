@@ -445,9 +445,11 @@ def test_more_than_255_classes_publish_mono16_at_input_resolution(harness, tmp_p
                                CAMERA_K.k_matrix().reshape(-1))
 
 
-def test_profile_breaks_a_fast_models_frames_down_and_overload_keeps_newest(harness,
-                                                                            model_path):
-    """The fast path under overload: a 40 ms stand-in model fed at 60 Hz with ``profile`` on.
+@pytest.mark.parametrize("publish_thread", [True, False])
+def test_profile_breaks_a_fast_models_frames_down_and_overload_keeps_newest(
+        harness, model_path, publish_thread):
+    """The fast path under overload: a 40 ms stand-in model fed at 60 Hz with ``profile`` on,
+    with publishing pipelined on its own thread (the default) and on the worker thread.
 
     Newest-frame policy: every received frame is processed or counted as dropped, at most one
     frame waits (no queue growth: its wait stays below one inference + publishing), and the
@@ -456,7 +458,8 @@ def test_profile_breaks_a_fast_models_frames_down_and_overload_keeps_newest(harn
     inner = slow_predictor(model_path, 0.0, device="cpu", num_threads=1)
     predictor = FixedLatencyPredictor(inner, 0.040, output_resolution="model")
     node = start_node(harness, model_path, predictor=predictor, qos_reliability="reliable",
-                      qos_depth=100, profile=True, diagnostics_period=0.2, fallback_fov=60.0)
+                      qos_depth=100, profile=True, diagnostics_period=0.2, fallback_fov=60.0,
+                      publish_thread=publish_thread)
     harness.record(DiagnosticArray, "/diagnostics")
     record_outputs(harness)
     image_pub = harness.publisher(Image, "image", reliable=True, depth=100)
@@ -491,8 +494,9 @@ def test_profile_breaks_a_fast_models_frames_down_and_overload_keeps_newest(harn
 
     assert harness.wait_for(lambda: profile() is not None, 5.0)
     stages = profile()
-    for stage in ("convert", "handoff", "predict", "predict.inference", "build.depth",
-                  "publish.depth", "build.points", "publish.points", "bookkeeping"):
+    for stage in ("convert", "handoff", "predict", "predict.inference", "publish_handoff",
+                  "build.depth", "publish.depth", "build.points", "publish.points",
+                  "bookkeeping"):
         assert stage in stages, sorted(stages)
     assert 40.0 <= stages["predict.inference"][0] < 100.0  # the stand-in's 40 ms wait
     # the top-level spans partition the frame (predict.* are parts of predict)

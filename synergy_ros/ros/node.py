@@ -5,8 +5,10 @@
 as image_transport does; without ``model`` the bundled demo model runs)
 
 Topics (relative, remappable) and parameters: docs/node.md and synergy_ros.ros.params.
-The executor thread only converts and hands frames to a :class:`FrameWorker`; inference and
-publishing run on the worker thread (newest frame wins, drops counted).
+The executor thread only converts and hands frames to a :class:`FrameWorker`; inference runs
+on its worker thread and building + publishing the outputs on its publish thread, so the next
+frame's inference overlaps this frame's publishing (``publish_thread``; newest frame wins,
+drops counted).
 """
 from __future__ import annotations
 
@@ -180,8 +182,13 @@ class SynergyPipeline:
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._worker = FrameWorker(self._process_batch, self._on_worker_error,
-                                   s["queue_policy"], batch=True)
+        if s["publish_thread"]:  # the next batch's inference overlaps this one's publishing
+            self._worker = FrameWorker(self._infer_batch, self._on_worker_error,
+                                       s["queue_policy"], batch=True,
+                                       finish=self._publish_batch)
+        else:
+            self._worker = FrameWorker(self._process_batch, self._on_worker_error,
+                                       s["queue_policy"], batch=True)
 
     def _create_publishers(self, channel: CameraChannel, qos) -> None:
         """The camera's output publishers (``NAME/depth`` ...; ``depth`` ... for one camera)."""
@@ -480,12 +487,21 @@ class SynergyPipeline:
         return rgb, wanted
 
     def _process_batch(self, frames: dict[str, Frame]) -> None:
-        """Run the newest pending frame of each camera (``{camera name: Frame}``) through the
-        model in one batch, then publish each camera's outputs on its own topics.
+        """Infer and publish on one thread (``publish_thread: false``)."""
+        inferred = self._infer_batch(frames)
+        if inferred is not None:
+            self._publish_batch(inferred)
 
-        A frame whose publishing fails is counted and logged; the other cameras' frames of the
-        batch are still published. A failing model call fails the whole batch (counted once
-        by the worker, and as an error of every camera in it).
+    def _infer_batch(self, frames: dict[str, Frame]) -> list | None:
+        """Run the newest pending frame of each camera (``{camera name: Frame}``) through the
+        model in one batch (worker thread).
+
+        Returns:
+            ``[(channel, frame, rgb, wanted, prediction), ...]`` for :meth:`_publish_batch`
+            (on the publish thread with ``publish_thread``), or None when no frame is wanted.
+
+        A failing model call fails the whole batch (counted once by the worker, and as an
+        error of every camera in it).
         """
         ready = []
         for name, frame in frames.items():
@@ -511,11 +527,21 @@ class SynergyPipeline:
                 frame.spans.mark("predict")
                 for stage, value in prediction.timings_ms.items():
                     frame.spans.add(f"predict.{stage}", value)
-        for index, ((channel, frame, rgb, wanted), prediction) in enumerate(
-                zip(ready, predictions)):
+        return [(*item, prediction) for item, prediction in zip(ready, predictions)]
+
+    def _publish_batch(self, inferred: list) -> None:
+        """Build and publish each camera's outputs of an inferred batch on its own topics.
+
+        A frame whose publishing fails is counted and logged; the other cameras' frames of the
+        batch are still published.
+        """
+        for index, (channel, frame, rgb, wanted, prediction) in enumerate(inferred):
             spans = frame.spans
-            if spans is not None and index:
-                spans.restart()  # the cameras published before this one are not its time
+            if spans is not None:
+                if index:
+                    spans.restart()  # the cameras published before this one are not its time
+                else:
+                    spans.mark("publish_handoff")  # waiting for the publish thread
             try:
                 self._publish(channel, frame, rgb, prediction, wanted)
             except Exception as exc:  # noqa: BLE001 - one camera's failure spares the others

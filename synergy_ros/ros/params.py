@@ -82,6 +82,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "pending frame with each new one, 'drop_new' keeps the pending frame and drops "
               "new ones. Either way at most one frame waits and drops are counted.",
               QUEUE_POLICIES),
+    ParamSpec("publish_thread", True, "Build and publish the outputs on a second thread, so "
+              "the next frame's inference overlaps this frame's publishing (false: one worker "
+              "thread does both).", read_only=True),
     ParamSpec("publish_depth", True, "Publish depth (REP 118) and depth/camera_info."),
     ParamSpec("depth_encoding", "32FC1", "depth encoding: 32FC1 metres with NaN invalid, or "
               "16UC1 millimetres with 0 invalid.", DEPTH_ENCODINGS),

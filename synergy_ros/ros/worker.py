@@ -11,6 +11,13 @@ With ``batch=True`` the worker takes the pending item of *every* key that has on
 them over together (``process({key: item, ...})``, oldest pending first): every key with an
 item waiting is served in every batch, so a fast camera cannot starve a slow one, and a key
 with nothing pending (a silent camera) never delays the others.
+
+With a ``finish`` stage the work is pipelined over two threads: the worker thread runs
+``process`` (inference) and hands its result to a finisher thread that runs ``finish``
+(building and publishing the outputs), so the next frame's inference overlaps this frame's
+publishing. The hand-off holds one result: when the finisher is still busy with the previous
+one, the worker waits (results stay in order, memory stays bounded: one item in ``process``,
+one handed off, one in ``finish``, one pending per key).
 """
 from __future__ import annotations
 
@@ -33,23 +40,28 @@ class FrameWorker:
         policy: ``latest`` (replace the key's pending item) or ``drop_new`` (keep it).
         name: thread name.
         batch: hand every key's pending item over in one call (see the module doc).
+        finish: a second stage run on its own thread with what ``process`` returned (not
+            called when it returned None); exceptions go to ``on_error`` as well.
 
-    Counters: ``submitted``, ``dropped``, ``processed`` (items), ``errors`` (calls that
-    raised), the same per key in ``submitted_by_key`` / ``dropped_by_key``, and
-    ``batch_sizes`` (a Counter: items per call -> calls).
+    Counters: ``submitted``, ``dropped``, ``processed`` (items through every stage),
+    ``errors`` (calls that raised), the same per key in ``submitted_by_key`` /
+    ``dropped_by_key``, and ``batch_sizes`` (a Counter: items per call -> calls).
     """
 
-    def __init__(self, process: Callable[[Any], None],
+    def __init__(self, process: Callable[[Any], Any],
                  on_error: Callable[[BaseException], None] | None = None,
                  policy: str = "latest", name: str = "synergy-worker",
-                 batch: bool = False) -> None:
+                 batch: bool = False, finish: Callable[[Any], None] | None = None) -> None:
         self._process = process
+        self._finish = finish
         self._on_error = on_error or (lambda exc: None)
         self.policy = policy
         self._batch = bool(batch)
         self._cond = threading.Condition()
         self._pending: dict[Hashable, Any] = {}  # key -> item, oldest pending first
         self._busy = False
+        self._handoff: tuple[Any, int] | None = None  # (process's result, items) for finish
+        self._finishing = False
         self._stopping = False
         self.submitted = 0
         self.dropped = 0
@@ -59,7 +71,11 @@ class FrameWorker:
         self.dropped_by_key: collections.Counter = collections.Counter()
         self.batch_sizes: collections.Counter = collections.Counter()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._finisher = (threading.Thread(target=self._run_finish, name=f"{name}-finish",
+                                           daemon=True) if finish is not None else None)
         self._thread.start()
+        if self._finisher is not None:
+            self._finisher.start()
 
     @property
     def policy(self) -> str:
@@ -85,13 +101,14 @@ class FrameWorker:
                     self._pending[key] = item  # keeps its place in the order
                 return False
             self._pending[key] = item
-            self._cond.notify()
+            self._cond.notify_all()  # the finisher waits on the same condition
             return True
 
     def idle(self) -> bool:
         """True when nothing is pending and nothing is being processed."""
         with self._cond:
-            return not self._pending and not self._busy
+            return (not self._pending and not self._busy and self._handoff is None
+                    and not self._finishing)
 
     def _take(self) -> Any:
         """The work of one call, taken out of the slots (lock held): the oldest pending item,
@@ -111,17 +128,51 @@ class FrameWorker:
                 work = self._take()
                 self._busy = True
             size = len(work) if self._batch else 1
+            result = None
             try:
-                self._process(work)
-                self.processed += size
+                result = self._process(work)
+                if self._finish is None:
+                    with self._cond:
+                        self.processed += size
             except Exception as exc:  # noqa: BLE001 - the worker must survive any frame
-                self.errors += 1
+                with self._cond:  # the finisher counts too
+                    self.errors += 1
                 self._on_error(exc)
             finally:
                 with self._cond:
                     self.batch_sizes[size] += 1
-                    self._busy = False
                     work = None
+                    if self._finish is not None and result is not None:
+                        while self._handoff is not None and not self._stopping:
+                            self._cond.wait()  # the finisher is behind: keep the order
+                        if not self._stopping:
+                            self._handoff = (result, size)
+                            self._cond.notify_all()
+                    self._busy = False
+                    result = None
+
+    def _run_finish(self) -> None:
+        while True:
+            with self._cond:
+                while self._handoff is None and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                (result, size), self._handoff = self._handoff, None
+                self._finishing = True
+                self._cond.notify_all()  # the worker may hand off the next result
+            try:
+                self._finish(result)
+                with self._cond:
+                    self.processed += size
+            except Exception as exc:  # noqa: BLE001 - the finisher must survive any frame
+                with self._cond:
+                    self.errors += 1
+                self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._finishing = False
+                    result = None
 
     def batch_size_counts(self) -> collections.Counter:
         """A copy of :attr:`batch_sizes` taken under the worker's lock (safe to read from
@@ -134,8 +185,14 @@ class FrameWorker:
         with self._cond:
             self._stopping = True
             self._pending = {}
+            self._handoff = None
             self._cond.notify_all()
+        deadline = time.monotonic() + timeout
         self._thread.join(timeout)
+        if self._finisher is not None:
+            self._finisher.join(max(0.0, deadline - time.monotonic()))
+            if self._finisher.is_alive():
+                return False
         return not self._thread.is_alive()
 
 
