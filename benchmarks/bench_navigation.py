@@ -17,7 +17,7 @@ hits them alike, medians over ``--iters`` frames:
   default outputs);
 * ``+obstacles``: base + the obstacle cloud;
 * ``+scale``: base + ground-plane scale correction (plane fit every ``scale_fit_interval``
-  = 3 frames, the node's default; depth scaled on every frame);
+  = 5 frames, the node's default; depth scaled on every frame);
 * ``+scale/1``: the same with the plane fitted on every frame (``scale_fit_interval: 1``);
 * ``+obstacles+scale``: obstacles and scale (the issue's cost row);
 * ``+obstacles+ground+scale``: also the ground cloud.
@@ -53,10 +53,13 @@ from synergy_ros.ros.outputs import prediction_messages  # noqa: E402
 from synergy_ros.runtime.prediction import Prediction  # noqa: E402
 
 BASE = ("depth", "depth_info", "camera_info", "semantic", "semantic_color", "points")
+#: The node's default scale_fit_interval.
+FIT_INTERVAL = 5
 #: case -> (outputs beyond BASE, scale_fit_interval or None for no scale correction)
 CASES = {"base": ((), None), "+obstacles": (("obstacles",), None),
-         "+scale": ((), 3), "+scale/1": ((), 1), "+obstacles+scale": (("obstacles",), 3),
-         "+obstacles+ground+scale": (("obstacles", "ground"), 3)}
+         "+scale": ((), FIT_INTERVAL), "+scale/1": ((), 1),
+         "+obstacles+scale": (("obstacles",), FIT_INTERVAL),
+         "+obstacles+ground+scale": (("obstacles", "ground"), FIT_INTERVAL)}
 SEED = 7
 CAMERA = (320, 240)
 OUTPUTS = ((128, 96), (320, 240))
@@ -144,10 +147,10 @@ def run_size(output: tuple[int, int], iters: int) -> dict:
             "scale": state.scale, "scale_status": state.status, "inliers": state.inliers}
 
 
-def window_median(values: list, window: int = 3) -> float:
+def window_median(values: list, window: int = FIT_INTERVAL) -> float:
     """Median over consecutive ``window``-frame windows of their mean (ms per frame).
 
-    A plane fitted every 3rd frame makes the per-frame times bimodal: a plain median would
+    A plane fitted every n-th frame makes the per-frame times bimodal: a plain median would
     hide the fit, a plain mean would take in the shared machine's load spikes.
     """
     usable = len(values) // window * window
@@ -164,10 +167,12 @@ def to_markdown(result: dict) -> str:
              f"each message it built, camera {CAMERA[0]}x{CAMERA[1]}, synthetic room (seed "
              f"{SEED}) as the prediction (depth x0.8, so the scale fit has work), cases "
              f"interleaved frame by frame over {result['iters']} frames; ms per frame = median "
-             "over 3-frame windows of their mean (the plane is fitted every 3rd frame in the "
-             "`+scale` cases, every frame in `+scale/1`). Added = case - base. Serialising a "
-             "further message is transport (the node's overhead figure subtracts a relay "
-             "publishing the same messages), so the added **overhead** is the builder's.", ""]
+             f"over {FIT_INTERVAL}-frame windows of their mean (the plane is fitted every "
+             f"{FIT_INTERVAL}th frame in the `+scale` cases, the node's default "
+             "`scale_fit_interval`, and every frame in `+scale/1`). Added = case - base. "
+             "Serialising a further message is transport (the node's overhead figure "
+             "subtracts a relay publishing the same messages), so the added **overhead** is "
+             "the builder's.", ""]
     overhead = result["node_overhead_ms"]
     header = ("| outputs | case | builder (ms) | builder + serialise (ms) | added builder (ms)"
               " | added incl. serialise (ms) |")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +124,22 @@ def run_relay(args: argparse.Namespace) -> None:
     publishers = {key: node.create_publisher(type(msg), topics[key], out_qos)
                   for key, msg in messages.items()}
 
+    gap_s = args.gap_ms / 1e3
+    slept_log = open(args.slept_log, "a", encoding="ascii") if args.slept_log else None
+
     def answer(image: Image) -> None:
-        for key, msg in messages.items():
+        slept = 0.0
+        for index, (key, msg) in enumerate(messages.items()):
+            if index and gap_s > 0:  # space the publishes as the node's building does
+                start = time.perf_counter()
+                time.sleep(gap_s)
+                slept += time.perf_counter() - start
             msg.header = image.header
             publishers[key].publish(msg)
+        if slept_log is not None:  # the client subtracts the waits from the round trip
+            stamp = image.header.stamp.sec * 1_000_000_000 + image.header.stamp.nanosec
+            slept_log.write(f"{stamp} {slept * 1e3:.4f}\n")
+            slept_log.flush()
 
     node.create_subscription(Image, f"{args.camera_ns}/image", answer, qos_profile(True, 5))
     node.create_subscription(CameraInfo, f"{args.camera_ns}/camera_info", lambda msg: None,
@@ -163,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     relay.add_argument("--camera", type=size_arg, required=True, help="WIDTHxHEIGHT")
     relay.add_argument("--output", type=size_arg, required=True, help="WIDTHxHEIGHT")
     relay.add_argument("--classes", type=int, default=6)
+    relay.add_argument("--gap-ms", type=float, default=0.0,
+                       help="wait between the publishes of one answer (multi-MB bursts)")
+    relay.add_argument("--slept-log", default="",
+                       help="append '<stamp ns> <ms slept>' per answer to this file")
     args = parser.parse_args(argv)
     (run_node if args.role == "node" else run_relay)(args)
     return 0

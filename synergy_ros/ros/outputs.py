@@ -218,7 +218,8 @@ def _cloud_messages(points: np.ndarray, labels: np.ndarray, rgb: np.ndarray, hea
         yield "points", cloud_message(data, h, w, True, True, header)
     if "obstacles" in clouds or "ground" in clouds:
         sub_step = int(obstacle_decimation) // grid_step
-        split = navigation.split(points, labels, max_range, sub_step, "ground" in clouds)
+        # max_range is already applied (far points are NaN above): no second comparison
+        split = navigation.split(points, labels, math.inf, sub_step, "ground" in clouds)
         flat = records[::sub_step, ::sub_step].reshape(-1, POINT_STEP // 4)
         if "obstacles" in clouds:
             yield "obstacles", dense_cloud_message(flat, header, index=split.obstacle_index)

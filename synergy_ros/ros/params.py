@@ -121,7 +121,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "ground-plane scale is smoothed over (exponential, weight 2 / (n + 1) each; 1 = "
               "none).", value_range=(1, 1000),
               read_only=True),
-    ParamSpec("scale_fit_interval", 3, "Fit the ground plane on every n-th frame (the frames "
+    ParamSpec("scale_fit_interval", 5, "Fit the ground plane on every n-th frame (the frames "
               "between apply the current scale; 1 = every frame). scale_smoothing counts these "
               "fits.", value_range=(1, 100), read_only=True),
     ParamSpec("min_scale", 0.5, "Smallest ground-plane scale accepted; a smaller measurement "
