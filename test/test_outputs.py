@@ -151,3 +151,22 @@ def test_scale_status_names_missing_camera_info():
     assert state.status == "no_camera_info" and "camera_info" in state.message
     assert state.confident and state.age_frames == 1
     assert float(image_to_array(out["depth"])[0, 0]) == pytest.approx(2.5, rel=0.01)
+
+
+def test_clouds_take_their_colours_from_the_predictions_resized_image():
+    """A prediction that carries the network's resized view of the image (Prediction.rgb at
+    output_resolution model) colours the cloud with it; without one the camera image is
+    resized here."""
+    from synergy_ros.ros.pointcloud import unpack_rgb
+
+    depth = np.full((6, 8), 2.0, np.float32)
+    camera = PinholeIntrinsics.from_fov(math.radians(90), 16, 12)
+    rgb = np.full((12, 16, 3), 200, np.uint8)
+    palette = palette_lut([(0, 0, 0)], 1)
+    colours = {}
+    for name, carried in (("carried", np.full((6, 8, 3), 7, np.uint8)), ("resized", None)):
+        prediction = SimpleNamespace(depth=depth, labels=np.zeros((6, 8), np.uint8),
+                                     attention=None, rgb=carried)
+        out = dict(prediction_messages(prediction, rgb, camera, Header(), palette, ["points"]))
+        colours[name] = unpack_rgb(pointcloud2_to_array(out["points"])["rgb"])
+    assert (colours["carried"] == 7).all() and (colours["resized"] == 200).all()

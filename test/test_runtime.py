@@ -143,6 +143,20 @@ def test_predict_batch_equals_single_predictions(model_file):
         assert got.attention.shape == INPUT_SIZE and np.isfinite(got.attention).all()
 
 
+def test_model_resolution_predictions_carry_the_networks_view_of_the_image(model_file):
+    """output_resolution model: Prediction.rgb is the input resized as the network saw it
+    (the node colours its clouds with it instead of resizing again); input: None."""
+    from synergy_ros.runtime.preprocess import resize_rgb
+
+    image = sample_rgb(120, 160, 1)
+    model = load_predictor(model_file, backend="torch", device="cpu",
+                           output_resolution="model").predict(image)
+    np.testing.assert_array_equal(model.rgb, resize_rgb(image, *INPUT_SIZE))
+    assert model.rgb.dtype == np.uint8 and model.rgb.shape[:2] == model.depth.shape
+    full = load_predictor(model_file, backend="torch", device="cpu").predict(image)
+    assert full.rgb is None
+
+
 def test_onnxruntime_from_pt_matches_torch_and_caches_export(model_file, tmp_path, caplog):
     """auto picks onnxruntime here; the cached export is reused; outputs match torch."""
     caplog.set_level(logging.INFO, logger="synergy_ros")

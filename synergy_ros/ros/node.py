@@ -412,6 +412,10 @@ class SynergyPipeline:
         worker = self._worker
         if worker is not None:
             worker.submit(frame, key=channel.name)
+            # hand the GIL to the woken worker now instead of when the executor next blocks
+            # in rcl_wait: the hand-off's p50 fell from 0.78 to 0.15 ms (benchmarks/
+            # results/node_cpu.md, "handoff")
+            time.sleep(0)
 
     def _on_camera_info(self, channel: CameraChannel, msg: CameraInfo) -> None:
         try:

@@ -160,7 +160,9 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
                 grid *= np.float32(scale)
     small_rgb = None
     if clouds or ("semantic_color" in wanted and semantic_blend > 0):
-        small_rgb = resize_area(rgb, width, height)
+        small_rgb = getattr(prediction, "rgb", None)  # the preprocessing's resize, if made
+        if small_rgb is None or small_rgb.shape[:2] != (height, width):
+            small_rgb = resize_area(rgb, width, height)
     if "depth" in wanted:
         if depth_encoding == "16UC1":
             yield "depth", array_to_image(depth_to_millimetres(depth), "16UC1", header)

@@ -100,7 +100,8 @@ class Predictor(abc.ABC):
 
     def _predict_chunk(self, images: list[np.ndarray]) -> list[Prediction]:
         t0 = time.perf_counter()
-        batch, sizes = self._pre(images)
+        resized = [] if self.output_resolution == "model" else None
+        batch, sizes = self._pre(images, resized)
         t1 = time.perf_counter()
         raw = self.infer(batch)
         t2 = time.perf_counter()
@@ -110,8 +111,10 @@ class Predictor(abc.ABC):
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                    "postprocess": (t3 - t2) * 1e3}
-        for prediction in predictions:
+        for index, prediction in enumerate(predictions):
             prediction.timings_ms = dict(timings)
+            if resized is not None and resized[index].shape[:2] == prediction.depth.shape:
+                prediction.rgb = resized[index]  # the network's view, at the outputs' size
         return predictions
 
     def describe(self) -> dict:

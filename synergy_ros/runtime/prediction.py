@@ -18,6 +18,10 @@ class Prediction:
             when not requested / not exported.
         timings_ms: wall time of the batch this image was in: ``preprocess``, ``inference``,
             ``postprocess`` (milliseconds).
+        rgb: (H, W, 3) uint8 input image at this prediction's size when the preprocessing
+            already made it (``output_resolution="model"``: the network's input before
+            normalisation), else None. Lets the node colour its clouds without resizing the
+            camera image a second time.
 
     H, W are the input image's size (``output_resolution="input"``, the default) or the
     model's input size (``output_resolution="model"``).
@@ -27,6 +31,7 @@ class Prediction:
     labels: np.ndarray
     attention: np.ndarray | None = None
     timings_ms: dict = dataclasses.field(default_factory=dict)
+    rgb: np.ndarray | None = None
 
 
 class RawOutput(NamedTuple):

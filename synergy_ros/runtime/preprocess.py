@@ -88,16 +88,25 @@ class Preprocessor:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.scale, self.offset = normalisation(mean, std)
 
-    def __call__(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple]]:
-        """Return (batch (B, 3, h, w) float32, [(H, W) of each input image])."""
+    def __call__(self, images: Sequence[np.ndarray],
+                 resized: list | None = None) -> tuple[np.ndarray, list[tuple]]:
+        """Return (batch (B, 3, h, w) float32, [(H, W) of each input image]).
+
+        Args:
+            images: (H, W, 3) uint8 RGB images (sizes may differ).
+            resized: a list to append each image resized to (h, w) (uint8, before
+                normalisation) to, for callers that need the network's view of the image.
+        """
         height, width = self.input_size
         batch = np.empty((len(images), 3, height, width), dtype=np.float32)
         sizes = []
         for i, image in enumerate(images):
             check_rgb_image(image, i)
             sizes.append(image.shape[:2])
-            normalise_rgb(resize_rgb(image, height, width), self.scale, self.offset,
-                          out=batch[i])
+            small = resize_rgb(image, height, width)
+            if resized is not None:
+                resized.append(small)
+            normalise_rgb(small, self.scale, self.offset, out=batch[i])
         return batch, sizes
 
 
