@@ -10,8 +10,8 @@ What is timed: the node's one output builder, ``synergy_ros.ros.outputs.predicti
 every message it yields (the serialisation part of publishing), for a 320x240 camera image of a
 synthetic room whose depth and labels stand for the prediction (real floor, walls and objects,
 so the plane fit and the obstacle selection do their real work), at the demo model's output
-size (128x96) and at the camera's (320x240). Cases, interleaved frame by frame so machine load
-hits them alike, medians over ``--iters`` frames:
+size (128x96) and at the camera's (320x240). Cases, interleaved frame by frame (shuffled) so
+machine load hits them alike, medians over ``--iters`` frames:
 
 * ``base``: depth, depth/camera_info, camera_info, semantic, semantic_color, points (the
   default outputs);
@@ -70,7 +70,7 @@ NODE_CPU_JSON = ROOT / "benchmarks" / "results" / "node_cpu.json"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=200, help="timed frames per case")
+    parser.add_argument("--iters", type=int, default=500, help="timed frames per case")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     return parser.parse_args(argv)
 
@@ -118,9 +118,13 @@ def run_size(output: tuple[int, int], iters: int) -> dict:
     times = {name: [] for name in CASES}  # builder + serialisation
     build_times = {name: [] for name in CASES}  # builder alone
     counts = {}
+    order = list(CASES)
+    shuffle = np.random.default_rng(0)
     for i in range(iters + 3):  # 3 warm-up frames
         header.stamp.sec = i
-        for name, (extra, _) in CASES.items():
+        shuffle.shuffle(order)  # no case always runs after the same one (cache effects)
+        for name in order:
+            extra = CASES[name][0]
             start = time.perf_counter()
             messages = dict(prediction_messages(
                 prediction, camera.rgb, camera.intrinsics, header, palette, BASE + extra,
@@ -166,8 +170,9 @@ def to_markdown(result: dict) -> str:
              "The node's output builder (`prediction_messages`) and then `serialize_message` of "
              f"each message it built, camera {CAMERA[0]}x{CAMERA[1]}, synthetic room (seed "
              f"{SEED}) as the prediction (depth x0.8, so the scale fit has work), cases "
-             f"interleaved frame by frame over {result['iters']} frames; ms per frame = median "
-             f"over {FIT_INTERVAL}-frame windows of their mean (the plane is fitted every "
+             "interleaved frame by frame in a shuffled order over "
+             f"{result['iters']} frames; ms per frame = median over {FIT_INTERVAL}-frame "
+             "windows of their mean (the plane is fitted every "
              f"{FIT_INTERVAL}th frame in the `+scale` cases, the node's default "
              "`scale_fit_interval`, and every frame in `+scale/1`). Added = case - base. "
              "Serialising a further message is transport (the node's overhead figure "
