@@ -21,6 +21,7 @@ depth_image_proc's ``point_cloud_xyz``).
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -70,6 +71,13 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 
 def _fields(with_rgb: bool, with_label: bool) -> list:
+    """The PointField list of a cloud layout (a new list of shared, never-mutated fields)."""
+    return list(_field_objects(with_rgb, with_label))
+
+
+@functools.lru_cache(maxsize=4)
+def _field_objects(with_rgb: bool, with_label: bool) -> tuple:
+    """PointFields built once per layout (each costs ~6 us with field checks on)."""
     from sensor_msgs.msg import PointField
 
     fields = [PointField(name=n, offset=_OFFSETS[n], datatype=_FLOAT32, count=1)
@@ -79,7 +87,7 @@ def _fields(with_rgb: bool, with_label: bool) -> list:
     if with_label:
         fields.append(PointField(name="label", offset=_OFFSETS["label"], datatype=_UINT32,
                                  count=1))
-    return fields
+    return tuple(fields)
 
 
 def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndarray | None,
