@@ -49,9 +49,10 @@ def test_the_next_inference_runs_while_the_previous_frame_is_published():
         assert worker.stop()
 
 
-def test_a_slow_publisher_holds_the_worker_memory_stays_bounded_and_order_kept():
-    """finish blocked on 1: 2 is inferred and handed off, 3 is inferred and waits for the
-    hand-off slot, the newest of 4..9 waits in the slot (the others are dropped)."""
+def test_a_slow_publisher_holds_new_work_until_the_slot_frees_newest_frame_wins():
+    """finish blocked on 1: 2 is inferred and handed off; with the slot full the worker takes
+    nothing more (a frame inferred now would wait two publishing periods), so 3..9 replace each
+    other in the pending slot and the newest, 9, is inferred once the slot frees."""
     stages = Stages()
     worker = FrameWorker(stages.process, finish=stages.finish)
     try:
@@ -59,17 +60,15 @@ def test_a_slow_publisher_holds_the_worker_memory_stays_bounded_and_order_kept()
         assert stages.finishing.wait(5.0)
         worker.submit(2)
         assert _wait(lambda: stages.processed == [1, 2])
-        worker.submit(3)
-        assert _wait(lambda: stages.processed == [1, 2, 3])
-        for item in range(4, 10):
+        for item in range(3, 10):
             worker.submit(item)
         time.sleep(0.05)
-        assert stages.processed == [1, 2, 3]  # the worker waits for the hand-off slot
-        assert worker.dropped == 5
+        assert stages.processed == [1, 2]  # the worker waits for the hand-off slot
+        assert worker.dropped == 6
         stages.release.set()
         assert _wait(worker.idle)
-        assert stages.processed == [1, 2, 3, 9]
-        assert stages.finished == [2, 4, 6, 18]
+        assert stages.processed == [1, 2, 9]
+        assert stages.finished == [2, 4, 18] and worker.processed == 3
     finally:
         stages.release.set()
         assert worker.stop()
@@ -86,7 +85,7 @@ def test_finish_errors_are_counted_and_none_results_skip_finish():
             assert _wait(worker.idle)
         assert stages.processed == [-1, None, 5] and stages.finished == [10]
         assert worker.errors == 1 and isinstance(errors[0], RuntimeError)
-        assert worker.processed == 1  # -1 failed in finish, None had nothing to finish
+        assert worker.processed == 2  # -1 failed in finish; None was done in process
     finally:
         assert worker.stop()
 
@@ -105,3 +104,20 @@ def test_stop_ends_both_threads_even_with_a_result_waiting():
     stopper.join(5.0)
     assert not stopper.is_alive()
     assert stages.finished == [2]  # the handed-off 4 was dropped by stop
+
+
+def test_an_on_error_that_raises_stops_neither_thread():
+    stages = Stages()
+    stages.release.set()
+
+    def broken_on_error(exc):
+        raise ValueError("the error reporter itself failed")
+
+    worker = FrameWorker(stages.process, on_error=broken_on_error, finish=stages.finish)
+    try:
+        for item in (-1, 3):
+            worker.submit(item)
+            assert _wait(worker.idle)
+        assert stages.finished == [6] and worker.errors == 1
+    finally:
+        assert worker.stop()

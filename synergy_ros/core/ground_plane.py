@@ -334,7 +334,8 @@ class ScaleState:
 
     @property
     def accepted(self) -> bool:
-        """This frame's measurement updated the scale."""
+        """The last measured frame's measurement updated the scale (frames carried between
+        fits keep the status of the last fit, with ``age_frames`` counting on)."""
         return self.status in ("ok", "relocked")
 
     def to_dict(self) -> dict:
@@ -444,7 +445,7 @@ class ScaleEstimator:
             message = f"{why}; no confident scale yet: depth not corrected (scale 1)"
         else:
             message = (f"{why}; keeping the last confident scale "
-                       f"{math.exp(self._log_scale):.4g} ({self._frames_since} frames old)")
+                       f"{math.exp(self._log_scale):.4g} (its age: age_frames)")
         self.state = self._state(status, message, measured, fit, stamp_s)
         return self.state
 

@@ -222,8 +222,18 @@ def _cloud_messages(points: np.ndarray, labels: np.ndarray, rgb: np.ndarray, hea
         sub_step = int(obstacle_decimation) // grid_step
         # max_range is already applied (far points are NaN above): no second comparison
         split = navigation.split(points, labels, math.inf, sub_step, "ground" in clouds)
-        flat = records[::sub_step, ::sub_step].reshape(-1, POINT_STEP // 4)
+        flat = records.reshape(-1, POINT_STEP // 4)  # a view: records are C-contiguous
+
+        def grid_index(index: np.ndarray) -> np.ndarray:
+            """Indices into the decimated grid -> into the full one (records not copied)."""
+            if sub_step == 1:
+                return index
+            row, col = np.divmod(index, split.grid_shape[1])
+            return row * (sub_step * records.shape[1]) + col * sub_step
+
         if "obstacles" in clouds:
-            yield "obstacles", dense_cloud_message(flat, header, index=split.obstacle_index)
+            yield "obstacles", dense_cloud_message(flat, header,
+                                                   index=grid_index(split.obstacle_index))
         if "ground" in clouds:
-            yield "ground", dense_cloud_message(flat, header, index=split.ground_index)
+            yield "ground", dense_cloud_message(flat, header,
+                                                index=grid_index(split.ground_index))

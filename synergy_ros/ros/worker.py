@@ -15,9 +15,11 @@ with nothing pending (a silent camera) never delays the others.
 With a ``finish`` stage the work is pipelined over two threads: the worker thread runs
 ``process`` (inference) and hands its result to a finisher thread that runs ``finish``
 (building and publishing the outputs), so the next frame's inference overlaps this frame's
-publishing. The hand-off holds one result: when the finisher is still busy with the previous
-one, the worker waits (results stay in order, memory stays bounded: one item in ``process``,
-one handed off, one in ``finish``, one pending per key).
+publishing. The hand-off holds one result, and the worker takes new work only while that slot
+is empty: when publishing is the slower stage, the frame inferred next is the newest one at the
+moment the slot frees, not one that would then wait two publishing periods (results stay in
+order, memory stays bounded: one item in ``process``, one handed off, one in ``finish``, one
+pending per key).
 """
 from __future__ import annotations
 
@@ -118,10 +120,23 @@ class FrameWorker:
             return items
         return self._pending.pop(next(iter(self._pending)))
 
+    def _ready(self) -> bool:
+        """Work to take (lock held): a pending item, and with a finish stage a free slot."""
+        return bool(self._pending) and (self._finish is None or self._handoff is None)
+
+    def _report(self, exc: BaseException) -> None:
+        """Count and pass on an exception; an ``on_error`` that raises cannot stop a thread."""
+        with self._cond:
+            self.errors += 1
+        try:
+            self._on_error(exc)
+        except Exception:  # noqa: BLE001 - reporting must not kill the worker
+            pass
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._stopping:
+                while not self._ready() and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     return
@@ -131,13 +146,11 @@ class FrameWorker:
             result = None
             try:
                 result = self._process(work)
-                if self._finish is None:
+                if self._finish is None or result is None:  # done here
                     with self._cond:
                         self.processed += size
             except Exception as exc:  # noqa: BLE001 - the worker must survive any frame
-                with self._cond:  # the finisher counts too
-                    self.errors += 1
-                self._on_error(exc)
+                self._report(exc)
             finally:
                 with self._cond:
                     self.batch_sizes[size] += 1
@@ -166,9 +179,7 @@ class FrameWorker:
                 with self._cond:
                     self.processed += size
             except Exception as exc:  # noqa: BLE001 - the finisher must survive any frame
-                with self._cond:
-                    self.errors += 1
-                self._on_error(exc)
+                self._report(exc)
             finally:
                 with self._cond:
                     self._finishing = False

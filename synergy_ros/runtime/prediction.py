@@ -21,7 +21,8 @@ class Prediction:
         rgb: (H, W, 3) uint8 input image at this prediction's size when the preprocessing
             already made it (``output_resolution="model"``: the network's input before
             normalisation), else None. Lets the node colour its clouds without resizing the
-            camera image a second time.
+            camera image a second time. When the image already had the model's size this is
+            the caller's own array (not a copy): read it, do not write into it.
 
     H, W are the input image's size (``output_resolution="input"``, the default) or the
     model's input size (``output_resolution="model"``).
