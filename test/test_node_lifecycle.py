@@ -147,3 +147,26 @@ def test_cleanup_and_configure_again_with_an_injected_predictor(harness, tmp_pat
     assert transition(Transition.TRANSITION_CLEANUP)
     assert transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
     assert predictor._graph is None  # closed at shutdown, the node's to release
+
+
+def test_activate_failing_partway_leaves_no_subscription_and_stays_inactive(harness,
+                                                                            tmp_path):
+    """A failure after the image subscription was created (here: resolving the camera_info
+    topic) is a FAILURE transition: the node stays inactive and unsubscribes what it had."""
+    model = make_model_file(tmp_path / "tiny.pt", input_size=(32, 32))
+    node, transition, state = _lifecycle(harness, model)
+    image_pub = harness.publisher(Image, "image")
+    assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+
+    def broken(channel):
+        raise RuntimeError("camera_info topic could not be resolved")
+
+    original, node._input_info_topic = node._input_info_topic, broken
+    assert not transition(Transition.TRANSITION_ACTIVATE)
+    assert state() == "inactive"
+    time.sleep(0.5)
+    assert image_pub.get_subscription_count() == 0
+    assert all(channel.image_sub is None for channel in node._channels)
+    node._input_info_topic = original
+    assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+    assert harness.wait_for(lambda: image_pub.get_subscription_count() == 1, 5.0)

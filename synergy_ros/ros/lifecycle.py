@@ -46,8 +46,14 @@ class LifecycleSynergyNode(SynergyPipeline, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Subscribe to the camera and activate the publishers."""
-        self._activate()
+        """Subscribe to the camera and activate the publishers; on a failure partway, drop
+        what was subscribed and stay inactive (FAILURE), with the reason in the log."""
+        try:
+            self._activate()
+        except Exception as exc:  # noqa: BLE001 - report it as FAILURE, stay inactive
+            self.get_logger().error(f"activate failed: {' '.join(str(exc).split())}")
+            self._deactivate()
+            return TransitionCallbackReturn.FAILURE
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -124,14 +124,19 @@ class FrameWorker:
         """Work to take (lock held): a pending item, and with a finish stage a free slot."""
         return bool(self._pending) and (self._finish is None or self._handoff is None)
 
-    def _report(self, exc: BaseException) -> None:
-        """Count and pass on an exception; an ``on_error`` that raises cannot stop a thread."""
-        with self._cond:
-            self.errors += 1
+    def _attempt(self, stage: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+        """``(True, stage(arg))``, or ``(False, None)`` after counting and reporting what it
+        raised (an ``on_error`` that raises itself cannot stop a thread either)."""
         try:
-            self._on_error(exc)
-        except Exception:  # noqa: BLE001 - reporting must not kill the worker
-            pass
+            return True, stage(arg)
+        except Exception as exc:  # noqa: BLE001 - the threads must survive any frame
+            with self._cond:
+                self.errors += 1
+            try:
+                self._on_error(exc)
+            except Exception:  # noqa: BLE001 - reporting must not kill the thread
+                pass
+            return False, None
 
     def _run(self) -> None:
         while True:
@@ -143,26 +148,20 @@ class FrameWorker:
                 work = self._take()
                 self._busy = True
             size = len(work) if self._batch else 1
-            result = None
-            try:
-                result = self._process(work)
-                if self._finish is None or result is None:  # done here
-                    with self._cond:
-                        self.processed += size
-            except Exception as exc:  # noqa: BLE001 - the worker must survive any frame
-                self._report(exc)
-            finally:
-                with self._cond:
-                    self.batch_sizes[size] += 1
-                    work = None
-                    if self._finish is not None and result is not None:
-                        while self._handoff is not None and not self._stopping:
-                            self._cond.wait()  # the finisher is behind: keep the order
-                        if not self._stopping:
-                            self._handoff = (result, size)
-                            self._cond.notify_all()
-                    self._busy = False
-                    result = None
+            ok, result = self._attempt(self._process, work)
+            with self._cond:
+                self.batch_sizes[size] += 1
+                work = None
+                if ok and (self._finish is None or result is None):  # done here
+                    self.processed += size
+                elif ok:
+                    while self._handoff is not None and not self._stopping:
+                        self._cond.wait()  # the finisher is behind: keep the order
+                    if not self._stopping:
+                        self._handoff = (result, size)
+                        self._cond.notify_all()
+                self._busy = False
+                result = None
 
     def _run_finish(self) -> None:
         while True:
@@ -174,16 +173,12 @@ class FrameWorker:
                 (result, size), self._handoff = self._handoff, None
                 self._finishing = True
                 self._cond.notify_all()  # the worker may hand off the next result
-            try:
-                self._finish(result)
-                with self._cond:
+            ok, _ = self._attempt(self._finish, result)
+            with self._cond:
+                if ok:
                     self.processed += size
-            except Exception as exc:  # noqa: BLE001 - the finisher must survive any frame
-                self._report(exc)
-            finally:
-                with self._cond:
-                    self._finishing = False
-                    result = None
+                self._finishing = False
+                result = None
 
     def batch_size_counts(self) -> collections.Counter:
         """A copy of :attr:`batch_sizes` taken under the worker's lock (safe to read from
