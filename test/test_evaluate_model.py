@@ -62,7 +62,9 @@ def test_model_mode_scores_the_predictor_and_writes_an_output_bag(setup):
         "/synergy/semantic_color": "sensor_msgs/msg/Image",
         "/synergy/depth/camera_info": "sensor_msgs/msg/CameraInfo",
         "/synergy/camera_info": "sensor_msgs/msg/CameraInfo",  # beside the images, as the node
-        "/synergy/points": "sensor_msgs/msg/PointCloud2"}
+        "/synergy/points": "sensor_msgs/msg/PointCloud2",
+        "/synergy/obstacles": "sensor_msgs/msg/PointCloud2",  # the model's label set has
+        "/synergy/ground": "sensor_msgs/msg/PointCloud2"}     # default ground / ignored roles
     image_stamps = [m.message.header.stamp for m in iter_messages(bag, ["/camera/image_raw"])]
     for topic in bag_topics(out_bag):
         msgs = [m.message for m in iter_messages(out_bag, [topic])]

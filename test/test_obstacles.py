@@ -52,10 +52,13 @@ def test_explicit_roles_and_bad_names():
                                                                         OBSTACLE]]
 
 
+CLOUD_TOPICS = ("/synergy/points", "/synergy/obstacles", "/synergy/ground")
+
+
 @pytest.fixture(scope="module")
-def predicted_clouds(tmp_path_factory):
-    """The organized /synergy/points clouds `synergy evaluate --output-bag` recorded for a
-    synthetic bag (what the node publishes), read back from the rosbag2."""
+def recorded_clouds(tmp_path_factory):
+    """topic -> the clouds `synergy evaluate --output-bag` recorded for a synthetic bag (what
+    the node publishes: organized points, obstacles, ground), read back from the rosbag2."""
     root = tmp_path_factory.mktemp("obstacles")
     bag = root / "scene"
     write_synthetic_bag(bag, FRAMES, height=60, width=80, seed=7)
@@ -63,7 +66,31 @@ def predicted_clouds(tmp_path_factory):
         bag=bag, gt_topic="/camera/depth_gt", image_topic="/camera/image_raw",
         camera_info_topic="/camera/camera_info", model=str(DEMO_MODEL), backend="torch",
         device="cpu", output_bag=root / "out", progress=False))
-    return [m.message for m in iter_messages(root / "out", ["/synergy/points"])]
+    return {topic: [m.message for m in iter_messages(root / "out", [topic])]
+            for topic in CLOUD_TOPICS}
+
+
+@pytest.fixture(scope="module")
+def predicted_clouds(recorded_clouds):
+    """The organized /synergy/points clouds of :func:`recorded_clouds`."""
+    return recorded_clouds["/synergy/points"]
+
+
+def test_output_bag_records_the_obstacle_and_ground_clouds_of_the_organized_one(
+        recorded_clouds):
+    """The recorded obstacles / ground clouds are the organized cloud's own records at the
+    obstacle / ground points, byte for byte, dense, with the same stamps."""
+    roles = resolve_class_roles(SYNTHETIC_CLASSES)
+    assert [len(recorded_clouds[t]) for t in CLOUD_TOPICS] == [FRAMES] * 3
+    for points, obstacles, ground in zip(*(recorded_clouds[t] for t in CLOUD_TOPICS)):
+        cloud, xyz, records = _organized(points)
+        split = split_cloud(xyz, cloud["label"], roles, payload=[records], with_ground=True)
+        for msg, payload in ((obstacles, split.obstacle_payload[0]),
+                             (ground, split.ground_payload[0])):
+            assert (msg.height, msg.width, msg.is_dense) == (1, len(payload), True)
+            assert msg.header.stamp == points.header.stamp
+            assert bytes(msg.data) == payload.tobytes()
+        assert obstacles.width > 0 and ground.width > 0
 
 
 def _organized(msg):

@@ -266,7 +266,8 @@ class Evaluator:
         if camera_info_topic:
             topics.append(camera_info_topic)
         if options.output_bag:
-            self.writers.open_output_bag(self.palette, len(self.class_names))
+            self.writers.open_output_bag(self.palette, len(self.class_names),
+                                         self.class_names, options.ground_classes)
         started = time.monotonic()
         bar = tqdm(unit="frame", desc=f"evaluate {options.bag.name}", total=self.expected_frames,
                    disable=not options.progress, dynamic_ncols=True)

@@ -21,6 +21,7 @@ from synergy_ros.core.labels import colorize, palette_lut
 from synergy_ros.evaluation import report
 from synergy_ros.evaluation.scoring import FrameScores, ScoringAccumulator, merged_bins
 from synergy_ros.ros.conversions import camera_info_to_intrinsics
+from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs
 from synergy_ros.ros.outputs import OUTPUT_TOPICS, prediction_messages
 
 #: Columns of the per-frame CSV.
@@ -81,12 +82,29 @@ class EvaluationWriters:
         self.palette: list | None = None
         self._bag: BagWriter | None = None
         self._bag_palette: np.ndarray | None = None  # class colours of --output-bag
+        self._bag_navigation: NavigationOutputs | None = None  # obstacles / ground roles
         self._warned_no_camera_info = False
 
     # -- set-up --------------------------------------------------------------------------------
-    def open_output_bag(self, palette: list, num_classes: int) -> None:
-        """Start the ``--output-bag`` (MCAP) with the model's class colours."""
+    def open_output_bag(self, palette: list, num_classes: int, class_names: Sequence[str] = (),
+                        ground_classes: Sequence[str] | None = None) -> None:
+        """Start the ``--output-bag`` (MCAP) with the model's class colours.
+
+        With class names whose ground / ignored roles resolve (the label set's defaults, or
+        ``ground_classes``), the bag also gets the node's ``obstacles`` and ``ground`` clouds;
+        otherwise a note says why not.
+        """
         self._bag_palette = palette_lut(palette, num_classes)
+        self._bag_navigation = None
+        if class_names:
+            config = NavigationConfig(tuple(ground_classes) if ground_classes else None, None,
+                                      None, needs_roles=False)
+            navigation = NavigationOutputs(config, class_names)
+            if navigation.roles is not None:
+                self._bag_navigation = navigation
+            else:
+                self.notes.append("the output bag has no obstacles / ground clouds: "
+                                  f"{navigation.unavailable}")
         self._bag = BagWriter(self.options.output_bag, storage="mcap").open()
 
     @property
@@ -121,8 +139,10 @@ class EvaluationWriters:
         self.samples.append((index, name))  # list.append is atomic across threads
 
     def prediction_messages(self, prediction, rgb: np.ndarray, header, camera_info) -> dict:
-        """The node's depth, semantic, semantic_color, camera_info (+ depth/camera_info) and
-        points messages for one frame, keyed by their ``--output-prefix`` topic."""
+        """The node's depth, semantic, semantic_color, camera_info (+ depth/camera_info),
+        points, obstacles and ground messages for one frame, keyed by their
+        ``--output-prefix`` topic (the clouds need camera_info; obstacles / ground also class
+        roles, see :meth:`open_output_bag`)."""
         prefix = self.options.output_prefix.rstrip("/")
         camera = None
         if camera_info is not None:
@@ -132,7 +152,8 @@ class EvaluationWriters:
             self.notes.append("no camera_info seen before the images: the output bag has no "
                               "points or camera_info (give --camera-info-topic)")
         wanted = [key for key in OUTPUT_TOPICS if key != "attention"]
-        messages = prediction_messages(prediction, rgb, camera, header, self._bag_palette, wanted)
+        messages = prediction_messages(prediction, rgb, camera, header, self._bag_palette, wanted,
+                                       navigation=self._bag_navigation)
         return {f"{prefix}/{OUTPUT_TOPICS[key]}": msg for key, msg in messages}
 
     # -- frame order ---------------------------------------------------------------------------
