@@ -170,3 +170,38 @@ def test_clouds_take_their_colours_from_the_predictions_resized_image():
         out = dict(prediction_messages(prediction, rgb, camera, Header(), palette, ["points"]))
         colours[name] = unpack_rgb(pointcloud2_to_array(out["points"])["rgb"])
     assert (colours["carried"] == 7).all() and (colours["resized"] == 200).all()
+
+
+@pytest.mark.parametrize("pitch_deg", [0.0, 40.0])
+def test_camera_pitch_sets_the_expected_ground_normal(pitch_deg):
+    """A camera looking 40 deg down sees the floor tilted 40 deg from a level camera's
+    expectation: beyond max_ground_tilt (30) it is refused unless camera_pitch says so."""
+    from synergy_ros.ros import params
+    from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs
+
+    height, width, camera_height, pitch = 96, 128, 1.0, math.radians(40.0)
+    camera = PinholeIntrinsics.from_fov(math.radians(90), width, height)
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
+                     np.ones_like(u)], axis=-1)
+    up = np.array([0.0, -math.cos(pitch), -math.sin(pitch)])  # the true ground normal
+    along = rays @ up
+    floor = along < -0.05
+    with np.errstate(divide="ignore"):
+        depth = np.where(floor, -camera_height / along, 5.0).astype(np.float32)
+    prediction = SimpleNamespace(depth=depth * np.float32(1.6),  # predicted 1.6x too deep
+                                 labels=np.where(floor, 0, 1).astype(np.uint8), attention=None)
+    settings = {spec.name: spec.default for spec in params.PARAMS}
+    settings.update(ground_classes=["c0"], ignore_classes=["none"],
+                    scale_correction="ground_plane", camera_height=camera_height,
+                    camera_pitch=pitch_deg, scale_fit_interval=1)
+    navigation = NavigationOutputs(NavigationConfig.from_settings(settings),
+                                   [f"c{i}" for i in range(5)])
+    dict(prediction_messages(prediction, np.zeros((height, width, 3), np.uint8), camera,
+                             Header(), palette_lut([], 5), ["depth"], navigation=navigation))
+    state = navigation.scale_state
+    if pitch_deg == 0.0:
+        assert state.status == "no_plane" and not state.confident
+    else:
+        assert state.status == "ok" and state.scale == pytest.approx(1 / 1.6, rel=0.01)
+        assert state.tilt_deg < 1.0

@@ -109,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "--camera-height and --camera-info-topic")
     scale.add_argument("--camera-height", type=float, metavar="M",
                        help="height of the camera's optical centre above the ground (metres)")
+    scale.add_argument("--camera-pitch", type=float, default=0.0, metavar="DEG",
+                       help="how far the camera looks down from level, degrees (the expected "
+                            "ground normal of the plane fit; default 0)")
     scale.add_argument("--ground-classes", type=_names, metavar="A,B",
                        help="ground class names of the model's label set (default per label "
                             "set: synthetic floor; nyu40 floor, floor mat; cityscapes road, "
@@ -151,7 +154,7 @@ def options_from_args(args: argparse.Namespace):
         output_prefix=args.output_prefix, num_samples=args.samples, max_frames=args.max_frames,
         workers=args.workers, progress=not args.no_progress, align=args.align,
         scale_correction=args.scale_correction, camera_height=args.camera_height,
-        ground_classes=args.ground_classes)
+        camera_pitch=args.camera_pitch, ground_classes=args.ground_classes)
 
 
 def run(args: argparse.Namespace) -> int:

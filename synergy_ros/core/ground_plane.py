@@ -65,6 +65,12 @@ class PlaneFit:
         return self.status == "ok"
 
 
+def ground_normal(pitch_rad: float) -> tuple:
+    """The ground's upward normal in the optical frame of a camera pitched down by
+    ``pitch_rad`` radians (negative: up): ``(0, -cos a, -sin a)``; level: ``(0, -1, 0)``."""
+    return (0.0, -math.cos(pitch_rad), -math.sin(pitch_rad))
+
+
 def _unit(vector: Sequence[float]) -> np.ndarray:
     vector = np.asarray(vector, dtype=np.float64).reshape(3)
     norm = float(np.linalg.norm(vector))

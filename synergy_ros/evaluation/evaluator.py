@@ -37,7 +37,8 @@ import numpy as np
 from synergy_ros.bags import bagio
 from synergy_ros.bags.matching import DEFAULT_WINDOW_NS, MatchedFrame, StampMatcher
 from synergy_ros.core.errors import SynergyError
-from synergy_ros.core.ground_plane import ScaleConfig, ScaleEstimator, ScaleState
+from synergy_ros.core.ground_plane import (ScaleConfig, ScaleEstimator, ScaleState,
+                                           ground_normal)
 from synergy_ros.core.labels import get_label_set
 from synergy_ros.core.obstacles import resolve_class_roles
 from synergy_ros.evaluation.metrics import depth_metrics, median_scale
@@ -106,6 +107,7 @@ class EvaluateOptions:
     align: str = "none"
     scale_correction: str = "off"
     camera_height: float | None = None
+    camera_pitch: float = 0.0
     ground_classes: tuple[str, ...] | None = None
 
     @property
@@ -235,7 +237,9 @@ class Evaluator:
             return None
         roles = resolve_class_roles(self.class_names, options.ground_classes, ignored=())
         try:
-            config = ScaleConfig(camera_height=float(options.camera_height))
+            config = ScaleConfig(camera_height=float(options.camera_height),
+                                 expected_normal=ground_normal(
+                                     math.radians(float(options.camera_pitch))))
         except ValueError as exc:
             raise SynergyError(f"--camera-height: {exc}") from None
         return ScaleEstimator(config, roles)
@@ -569,9 +573,13 @@ def check_bag(options: EvaluateOptions) -> dict[str, str]:
         if not options.camera_info_topic:
             raise SynergyError("--scale-correction ground_plane needs --camera-info-topic (the "
                                "intrinsics that back-project the ground pixels)")
-    elif options.camera_height is not None or options.ground_classes is not None:
-        raise SynergyError("--camera-height and --ground-classes belong to --scale-correction "
-                           "ground_plane; add it, or drop them")
+        if not -89.0 <= options.camera_pitch <= 89.0:
+            raise SynergyError(f"--camera-pitch must be within -89..89 degrees (down from "
+                               f"level), got {options.camera_pitch:g}")
+    elif (options.camera_height is not None or options.ground_classes is not None
+          or options.camera_pitch):
+        raise SynergyError("--camera-height, --camera-pitch and --ground-classes belong to "
+                           "--scale-correction ground_plane; add it, or drop them")
     if options.max_dt_s < 0 or not options.ranges or min(options.ranges) <= 0:
         raise SynergyError("--max-dt must be >= 0 s and --ranges positive metres, e.g. 4,6,8")
     if not options.match_window_s > 0:

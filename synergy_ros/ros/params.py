@@ -129,8 +129,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_scale", 2.0, "Largest ground-plane scale accepted; a larger measurement is "
               "refused, never applied.", value_range=(1.0, 100.0), read_only=True),
     ParamSpec("max_ground_tilt", 30.0, "Largest angle (degrees) between the fitted ground "
-              "plane's normal and a level camera's up axis.", value_range=(1.0, 89.0),
-              read_only=True),
+              "plane's normal and the expected one (a level camera's up axis, tilted by "
+              "camera_pitch).", value_range=(1.0, 89.0), read_only=True),
+    ParamSpec("camera_pitch", 0.0, "How far (degrees) the camera looks down from level "
+              "(negative: up), for the expected ground normal of the ground-plane fit.",
+              value_range=(-89.0, 89.0), read_only=True),
     ParamSpec("publish_attention", False, "Publish attention (32FC1): the depth branch's "
               "attention map (the model must provide it).", read_only=True),
     ParamSpec("fallback_fov", 0.0, "Horizontal field of view (degrees) assumed when no "
