@@ -13,6 +13,7 @@ from rclpy.exceptions import InvalidParameterValueException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
+from synergy_ros.core.errors import SynergyError  # noqa: E402
 from synergy_ros.core.geometry import PinholeIntrinsics  # noqa: E402
 from synergy_ros.ros.conversions import (image_to_array, intrinsics_to_camera_info,  # noqa: E402
                                          stamp_ns)
@@ -414,3 +415,21 @@ def test_without_cameras_the_node_is_the_single_camera_node(harness, model_path,
     assert node._image_sub.topic_name == f"{harness.namespace}/image"
     assert node._pubs["depth"].topic_name == f"{harness.namespace}/depth"
     assert not node.has_parameter(".fallback_fov")
+
+
+def test_cameras_mounted_differently_get_their_own_height_and_pitch(harness, model_path):
+    """NAME.camera_height / NAME.camera_pitch give each camera's ground-plane scale its own
+    mounting; a camera left with no height while the scale is on is refused, named."""
+    scale = {"scale_correction": "ground_plane", "ground_classes": ["class_0"],
+             "ignore_classes": ["none"]}
+    with pytest.raises(SynergyError, match="camera 'left'.*camera_height"):
+        start_node(harness, model_path, cameras=["front", "left"],
+                   **scale, **{"front.camera_height": 0.5})
+    node = start_node(harness, model_path, cameras=["front", "left"], camera_height=1.0,
+                      **scale, **{"left.camera_height": 0.3, "left.camera_pitch": 25.0})
+    front, left = (channel.navigation.config for channel in node._channels)
+    assert (front.scale.camera_height, front.pitch_deg) == (1.0, 0.0)
+    assert (left.scale.camera_height, left.pitch_deg) == (0.3, 25.0)
+    assert left.scale.expected_normal == pytest.approx(
+        (0.0, -np.cos(np.radians(25.0)), -np.sin(np.radians(25.0))))
+    assert node.get_parameter("front.camera_height").value == 1.0  # the node-wide default

@@ -64,6 +64,8 @@ class NavigationConfig:
         ground_classes, ignore_classes: class names, or None for the label set's default.
         scale: the ground-plane scale settings, or None when ``scale_correction`` is off.
         needs_roles: the class roles must resolve at start (an output or the scale uses them).
+        pitch_deg: how far the camera looks down (``camera_pitch``, degrees; in ``scale``'s
+            expected ground normal).
         fit_interval: the plane is fitted on every n-th frame (the frames between apply the
             current scale): the fit's cost per frame divided by n, the scale being smoothed
             over several measurements anyway.
@@ -74,6 +76,7 @@ class NavigationConfig:
     scale: ScaleConfig | None
     needs_roles: bool
     fit_interval: int = 1
+    pitch_deg: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Mapping) -> "NavigationConfig":
@@ -114,7 +117,8 @@ class NavigationConfig:
         if interval < 1:
             raise SynergyError(f"scale_fit_interval must be >= 1 (fit the ground plane on every "
                                f"n-th frame), got {interval}")
-        return cls(ground, ignored, scale, needs, interval)
+        return cls(ground, ignored, scale, needs, interval,
+                   float(settings.get("camera_pitch", 0.0)))
 
 
 class NavigationOutputs:

@@ -168,14 +168,27 @@ class SynergyPipeline:
     def _make_publisher(self, msg_type, topic: str, qos):
         return self.create_publisher(msg_type, topic, qos)
 
+    def _navigation_config(self, channel: CameraChannel) -> NavigationConfig:
+        """The camera's navigation settings: node-wide, with its own ``NAME.camera_height`` /
+        ``NAME.camera_pitch`` when given (cameras mounted differently)."""
+        settings = {**self._settings, **{key: channel.overrides[key] for key in
+                                         ("camera_height", "camera_pitch")
+                                         if key in channel.overrides}}
+        try:
+            return NavigationConfig.from_settings(settings)
+        except SynergyError as exc:
+            raise SynergyError(f"{channel.label}{exc}") from None
+
     def _configure(self, predictor=None) -> None:
-        navigation = NavigationConfig.from_settings(self._settings)  # before a slow model load
+        # checked before a slow model load
+        navigation = {channel.name: self._navigation_config(channel)
+                      for channel in self._channels}
         self._predictor = predictor if predictor is not None else self._load_predictor()
         meta = self._predictor.meta
         self._palette = palette_lut(meta.palette, meta.num_classes)
         s = self._settings
         for channel in self._channels:  # one scale estimator per camera
-            channel.navigation = NavigationOutputs(navigation, meta.class_names)
+            channel.navigation = NavigationOutputs(navigation[channel.name], meta.class_names)
         out_qos = qos_profile(s["output_qos_reliability"] == "reliable", s["output_qos_depth"])
         for channel in self._channels:
             self._create_publishers(channel, out_qos)
@@ -239,12 +252,15 @@ class SynergyPipeline:
             f"{self._predictor.meta.num_classes} classes")
         navigation = self._navigation
         if navigation.roles is not None and navigation.config.needs_roles:
-            scale = navigation.config.scale
+            mounts = ", ".join(
+                f"{channel.label}camera_height {channel.navigation.config.scale.camera_height:g}"
+                f" m, pitch {channel.navigation.config.pitch_deg:g} deg"
+                for channel in self._channels if channel.navigation.config.scale is not None)
             self.get_logger().info(
                 f"navigation: ground classes {', '.join(navigation.roles.ground) or 'none'}; "
                 f"ignored {', '.join(navigation.roles.ignored) or 'none'}; scale correction "
-                + (f"ground_plane at camera_height {scale.camera_height:g} m"
-                   if scale is not None else "off"))
+                + (f"ground_plane ({mounts})" if navigation.config.scale is not None
+                   else "off"))
 
     def _deactivate(self) -> None:
         for channel in self._channels:

@@ -25,7 +25,7 @@ QUEUE_POLICIES = ("latest", "drop_new")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 #: Settings a node with several cameras also takes per camera, as ``NAME.<setting>``
 #: (default: the node-wide value).
-PER_CAMERA = ("fallback_fov", "publish_points")
+PER_CAMERA = ("fallback_fov", "publish_points", "camera_height", "camera_pitch")
 #: A camera name: one ROS name token (it prefixes the camera's topics: NAME/image ...).
 CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -144,8 +144,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "/diagnostics as profile.<stage>_ms; for finding where a frame's time goes."),
     ParamSpec("cameras", [], "Names of the cameras one node serves with one model, batched "
               "(e.g. [front, left, rear]): topics NAME/image, NAME/camera_info in and "
-              "NAME/depth, NAME/points ... out; per camera NAME.fallback_fov and "
-              "NAME.publish_points. Empty = one camera on image, depth ...",
+              "NAME/depth, NAME/points ... out; per camera NAME.fallback_fov, "
+              "NAME.publish_points, NAME.camera_height and NAME.camera_pitch. Empty = one "
+              "camera on image, depth ...",
               read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
               value_range=(0.1, 60.0), read_only=True),
