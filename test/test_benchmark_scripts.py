@@ -1,0 +1,40 @@
+"""The benchmark scripts whose result files the README quotes still run (a few frames each)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.ros  # rclpy's serialize_message
+def test_bench_navigation_writes_every_case_and_recovers_the_scale(tmp_path):
+    pytest.importorskip("rclpy")
+    assert _script("bench_navigation").main(["--iters", "10", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "navigation_cpu.json").read_text())
+    for row in result["rows"]:
+        assert set(row["build_window_ms"]) == {"base", "+obstacles", "+scale", "+scale/1",
+                                               "+obstacles+scale", "+obstacles+ground+scale"}
+        assert row["scale_status"] == "ok" and row["scale"] == pytest.approx(1.25, rel=0.01)
+        assert row["obstacle_points"] > 0
+    text = (tmp_path / "navigation_cpu.md").read_text()
+    assert "| 128x96 | +obstacles+scale |" in text and "Machine:" in text
+
+
+def test_cpu_batch_check_times_both_exports(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    assert _script("cpu_batch_check").main(["--max-batch", "2", "--iters", "2", "--out",
+                                            str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "multi_camera_cpu_batch.json").read_text())
+    assert {(row["export"], row["batch"]) for row in result["rows"]} == {
+        ("static", 1), ("dynamic", 1), ("static", 2), ("dynamic", 2)}
+    assert all(row["call_ms"] > 0 for row in result["rows"])
