@@ -260,3 +260,13 @@ def test_an_empty_class_list_in_a_params_file_means_no_class(harness, frames, tm
     assert node._settings["ignore_classes"] == []
     assert node._navigation.roles.ignored == ()
     assert node._navigation.roles.ground == ("floor",)
+
+
+def test_an_empty_class_list_given_from_python_means_no_class(harness, frames):
+    """An empty list as a Python override (a launch file's dict) reaches rclpy as a
+    BYTE_ARRAY: `ground_classes: []` means no ground class, not a type error at start."""
+    node = start_node(harness, TruthPredictor(frames, 1.0), ground_classes=[],
+                      publish_obstacles=True)
+    assert node._settings["ground_classes"] == []
+    assert node._navigation.roles.ground == ()
+    assert node._navigation.roles.ignored == ("ceiling", "sky")

@@ -228,7 +228,7 @@ def declare_all(node) -> dict:
     InvalidParameterValueException / InvalidParameterTypeException with the reason.
     """
     for spec in PARAMS:
-        if spec.default == []:
+        if isinstance(spec.default, list):
             _declare_string_array(node, spec)
         else:
             node.declare_parameter(spec.name, spec.default, descriptor(spec))
@@ -236,18 +236,21 @@ def declare_all(node) -> dict:
 
 
 def _declare_string_array(node, spec: ParamSpec) -> None:
-    """Declare a string array whose default is empty (``cameras``).
+    """Declare a string array parameter (``cameras``, ``ground_classes``, ...).
 
-    rclpy infers no type from ``[]``, so it is declared typed and unset (an empty list in a
-    params file arrives unset too). An empty list given as a Python override
+    rclpy infers no type from ``[]``, so an empty default is declared typed and unset (an
+    empty list in a params file arrives unset too). An empty list given as a Python override
     (``parameter_overrides``, a launch file's dict) reaches rclpy as a BYTE_ARRAY
-    (ros2/ros2#1518) and is taken here as "unset", not refused.
+    (ros2/ros2#1518) and is taken here as "unset" (read as ``[]``), not refused.
     """
     from rclpy.exceptions import InvalidParameterTypeException
     from rclpy.parameter import Parameter
 
     try:
-        node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
+        if spec.default:
+            node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        else:
+            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
     except InvalidParameterTypeException:
         override = getattr(node, "_parameter_overrides", {}).get(spec.name)
         if override is None or list(override.value or []) != []:
