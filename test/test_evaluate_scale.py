@@ -165,3 +165,43 @@ def test_output_bag_carries_the_corrected_depth(bag, tmp_path):
 def test_scale_options_bad_input(bag, kw, match):
     with pytest.raises(SynergyError, match=match):
         evaluate(_options(bag, **kw))
+
+
+SYNTHETIC = ["floor", "wall", "ceiling", "box", "cylinder", "sky"]
+
+
+@pytest.mark.parametrize("class_names, ground, expected", [
+    (["road_x", "car_x", "stuff"], ("road_x",), (("road_x",), ())),  # no built-in label set
+    (SYNTHETIC, ("floor", "sky"), (("floor", "sky"), ())),  # sky: ignored by default
+    (SYNTHETIC, None, (("floor",), ("ceiling", "sky"))),  # the label set's defaults
+])
+def test_output_bag_navigation_roles_follow_ground_classes(tmp_path, class_names, ground,
+                                                           expected):
+    """--ground-classes gives the output bag's obstacles / ground clouds their roles also for
+    a model outside the built-in label sets (no ignored class then, as the scale's fit)."""
+    from synergy_ros.evaluation.writers import EvaluationWriters
+
+    notes = []
+    writers = EvaluationWriters(_options(tmp_path / "in", output_bag=tmp_path / "out"), None,
+                                notes)
+    writers.open_output_bag([(0, 0, 0)] * len(class_names), len(class_names), class_names,
+                            ground)
+    try:
+        roles = writers._bag_navigation.roles
+        assert (roles.ground, roles.ignored) == expected and not notes
+    finally:
+        writers.close_bag()
+
+
+def test_output_bag_without_resolvable_roles_says_why(tmp_path):
+    from synergy_ros.evaluation.writers import EvaluationWriters
+
+    notes = []
+    writers = EvaluationWriters(_options(tmp_path / "in", output_bag=tmp_path / "out"), None,
+                                notes)
+    writers.open_output_bag([(0, 0, 0)] * 2, 2, ["grass", "tree"])
+    try:
+        assert writers._bag_navigation is None
+        assert any("no obstacles / ground clouds" in note for note in notes)
+    finally:
+        writers.close_bag()

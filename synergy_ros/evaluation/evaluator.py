@@ -506,6 +506,8 @@ class Evaluator:
         scales = np.asarray(self.applied_scales, dtype=np.float64)
         state = self.scale_estimator.state
         return {"camera_height": config.camera_height,
+                "camera_pitch_deg": float(self.options.camera_pitch),
+                "expected_normal": list(config.expected_normal),
                 "ground_classes": list(self.scale_estimator.roles.ground),
                 "scale_bounds": [config.min_scale, config.max_scale],
                 "max_tilt_deg": config.max_tilt_deg,

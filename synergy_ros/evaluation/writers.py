@@ -97,9 +97,14 @@ class EvaluationWriters:
         self._bag_palette = palette_lut(palette, num_classes)
         self._bag_navigation = None
         if class_names:
-            config = NavigationConfig(tuple(ground_classes) if ground_classes else None, None,
-                                      None, needs_roles=False)
-            navigation = NavigationOutputs(config, class_names)
+            ground = tuple(ground_classes) if ground_classes else None
+            navigation = NavigationOutputs(NavigationConfig(ground, None, None, False),
+                                           class_names)
+            if navigation.roles is None and ground:
+                # given ground classes of a model outside the built-in label sets (or one of
+                # their ignored classes): no ignored class, as the scale estimator does
+                navigation = NavigationOutputs(NavigationConfig(ground, (), None, False),
+                                               class_names)
             if navigation.roles is not None:
                 self._bag_navigation = navigation
             else:

@@ -177,7 +177,9 @@ class SynergyPipeline:
         try:
             return NavigationConfig.from_settings(settings)
         except SynergyError as exc:
-            raise SynergyError(f"{channel.label}{exc}") from None
+            own = (f" (or this camera's own {channel.name}.camera_height / "
+                   f"{channel.name}.camera_pitch)" if channel.name else "")
+            raise SynergyError(f"{channel.label}{exc}{own}") from None
 
     def _configure(self, predictor=None) -> None:
         # checked before a slow model load

@@ -148,20 +148,26 @@ class FrameWorker:
                 work = self._take()
                 self._busy = True
             size = len(work) if self._batch else 1
-            ok, result = self._attempt(self._process, work)
-            with self._cond:
-                self.batch_sizes[size] += 1
-                work = None
-                if ok and (self._finish is None or result is None):  # done here
-                    self.processed += size
-                elif ok:
-                    while self._handoff is not None and not self._stopping:
-                        self._cond.wait()  # the finisher is behind: keep the order
-                    if not self._stopping:
-                        self._handoff = (result, size)
-                        self._cond.notify_all()
-                self._busy = False
-                result = None
+            ok, result = False, None
+            try:
+                ok, result = self._attempt(self._process, work)
+            finally:  # also for what _attempt lets through (SystemExit ...): never stuck busy
+                self._after_process(ok, result, size)
+                work = result = None
+
+    def _after_process(self, ok: bool, result: Any, size: int) -> None:
+        """Count the batch and hand its result to the finisher (worker thread)."""
+        with self._cond:
+            self.batch_sizes[size] += 1
+            if ok and (self._finish is None or result is None):  # done here
+                self.processed += size
+            elif ok:
+                while self._handoff is not None and not self._stopping:
+                    self._cond.wait()  # the finisher is behind: keep the order
+                if not self._stopping:
+                    self._handoff = (result, size)
+                    self._cond.notify_all()
+            self._busy = False
 
     def _run_finish(self) -> None:
         while True:
@@ -173,11 +179,14 @@ class FrameWorker:
                 (result, size), self._handoff = self._handoff, None
                 self._finishing = True
                 self._cond.notify_all()  # the worker may hand off the next result
-            ok, _ = self._attempt(self._finish, result)
-            with self._cond:
-                if ok:
-                    self.processed += size
-                self._finishing = False
+            ok = False
+            try:
+                ok, _ = self._attempt(self._finish, result)
+            finally:  # never left "finishing" (idle() would never be true again)
+                with self._cond:
+                    if ok:
+                        self.processed += size
+                    self._finishing = False
                 result = None
 
     def batch_size_counts(self) -> collections.Counter:
