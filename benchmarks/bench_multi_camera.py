@@ -16,7 +16,9 @@ reliable input, outputs at the model's resolution):
 * **multi**: one node with ``cameras: [cam0, ...]`` (one model, batched inference);
 * **single**: N nodes, one per camera, started together.
 
-This process publishes the N cameras (``--size`` rgb8 frames, stamped with the send time) and
+This process publishes the N cameras (``--size`` rgb8 frames, stamped with the send time; each
+camera from its own rclpy context, i.e. its own DDS participant, as separate camera drivers
+do) and
 subscribes to every output of every camera. After every camera has produced output and a
 warm-up, it counts each camera's ``points`` (the last output of a frame) for ``--seconds``:
 output rate per camera, aggregate frames/s, rate spread (max/min - 1 over the cameras'
@@ -115,6 +117,7 @@ class Bench:
         self.arrivals: dict[str, list] = {}  # camera -> [(arrival wall s, stamp s)]
         self.diagnostics: dict[str, dict] = {}  # status name -> {key: value}
         self._entities: list = []
+        self._drivers: list = []  # (rclpy context, node) per camera publisher
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
@@ -147,17 +150,31 @@ class Bench:
         for name in cameras:
             image = image_topic(name)
             info = f"{image.rsplit('/', 1)[0]}/camera_info"  # beside the image
-            publishers[name] = (self.node.create_publisher(Image, image, qos_profile(True, 5)),
-                                self.node.create_publisher(CameraInfo, info,
-                                                           qos_profile(True, 5)))
+            driver = self._driver(name)
+            publishers[name] = (driver.create_publisher(Image, image, qos_profile(True, 5)),
+                                driver.create_publisher(CameraInfo, info,
+                                                        qos_profile(True, 5)))
             self.arrivals[name] = []
             for output in OUTPUTS:
                 callback = (lambda msg, n=name: self._on_points(n, msg)) if output == "points" \
                     else (lambda msg: None)
                 self._entities.append(self.node.create_subscription(
                     types[output], output_topic(name, output), callback, qos_profile(True, 5)))
-        self._entities += [pub for pair in publishers.values() for pub in pair]
         return publishers
+
+    def _driver(self, camera: str):
+        """A node in its own rclpy context (its own DDS participant) that publishes one camera,
+        as a camera driver process does. One participant publishing every camera overflows
+        Fast DDS's shared-memory segment (512 KB per participant by default) with a burst of
+        several 230 KB frames, and the first camera's frame of each burst then arrives a
+        period late (measured: cam0 served 0.74, the others 0.97-0.99)."""
+        import rclpy
+
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node(f"bench_camera_{camera}", context=context)
+        self._drivers.append((context, node))
+        return node
 
     def _on_points(self, camera: str, msg) -> None:
         now = time.time()
@@ -166,13 +183,14 @@ class Bench:
                 (now, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
 
     def unwire(self) -> None:
-        """Destroy this set-up's publishers and subscriptions."""
+        """Destroy this set-up's camera drivers and subscriptions."""
         for entity in self._entities:
-            if hasattr(entity, "publish"):
-                self.node.destroy_publisher(entity)
-            else:
-                self.node.destroy_subscription(entity)
+            self.node.destroy_subscription(entity)
         self._entities = []
+        for context, node in self._drivers:
+            node.destroy_node()
+            context.try_shutdown()
+        self._drivers = []
         with self.lock:
             self.arrivals = {}
             self.diagnostics = {}
