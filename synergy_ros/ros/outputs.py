@@ -117,8 +117,9 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
         max_range: points with depth beyond this (metres) are NaN in ``points`` and left out
             of ``obstacles`` / ``ground``.
         navigation: class roles and ground-plane scale state (:class:`NavigationOutputs`);
-            with scale correction on, every frame updates the estimator (whatever is wanted)
-            and the depth of every output is multiplied by the confident scale.
+            with scale correction on, every frame counts towards the fit interval (whatever
+            is wanted; every ``scale_fit_interval``-th frame fits the plane, the others carry
+            the scale) and the depth of every output is multiplied by the confident scale.
         obstacle_decimation: keep every n-th row and column of the depth in ``obstacles`` and
             ``ground``.
 
