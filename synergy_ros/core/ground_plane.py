@@ -65,10 +65,11 @@ class PlaneFit:
         return self.status == "ok"
 
 
-def ground_normal(pitch_rad: float) -> tuple:
+def ground_normal(pitch_deg: float) -> tuple:
     """The ground's upward normal in the optical frame of a camera pitched down by
-    ``pitch_rad`` radians (negative: up): ``(0, -cos a, -sin a)``; level: ``(0, -1, 0)``."""
-    return (0.0, -math.cos(pitch_rad), -math.sin(pitch_rad))
+    ``pitch_deg`` degrees (negative: up): ``(0, -cos a, -sin a)``; level: ``(0, -1, 0)``."""
+    pitch = math.radians(pitch_deg)
+    return (0.0, -math.cos(pitch), -math.sin(pitch))
 
 
 def _unit(vector: Sequence[float]) -> np.ndarray:

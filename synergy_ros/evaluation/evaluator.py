@@ -238,8 +238,7 @@ class Evaluator:
         roles = resolve_class_roles(self.class_names, options.ground_classes, ignored=())
         try:
             config = ScaleConfig(camera_height=float(options.camera_height),
-                                 expected_normal=ground_normal(
-                                     math.radians(float(options.camera_pitch))))
+                                 expected_normal=ground_normal(float(options.camera_pitch)))
         except ValueError as exc:
             raise SynergyError(f"--camera-height: {exc}") from None
         return ScaleEstimator(config, roles)

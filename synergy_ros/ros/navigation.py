@@ -102,10 +102,10 @@ class NavigationConfig:
                     f"{settings['camera_height']}: set camera_height to the camera's optical "
                     "centre height above the ground in metres (> 0), e.g. -p camera_height:=0.5,"
                     " or set scale_correction to off")
-            pitch = math.radians(float(settings.get("camera_pitch", 0.0)))
             try:
                 scale = ScaleConfig(camera_height=height,
-                                    expected_normal=ground_normal(pitch),
+                                    expected_normal=ground_normal(
+                                        float(settings.get("camera_pitch", 0.0))),
                                     min_scale=float(settings["min_scale"]),
                                     max_scale=float(settings["max_scale"]),
                                     max_tilt_deg=float(settings["max_ground_tilt"]),

@@ -70,14 +70,10 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
         np.uint8)
 
 
-def _fields(with_rgb: bool, with_label: bool) -> list:
-    """The PointField list of a cloud layout (a new list of shared, never-mutated fields)."""
-    return list(_field_objects(with_rgb, with_label))
-
-
 @functools.lru_cache(maxsize=4)
-def _field_objects(with_rgb: bool, with_label: bool) -> tuple:
-    """PointFields built once per layout (each costs ~6 us with field checks on)."""
+def _fields(with_rgb: bool, with_label: bool) -> tuple:
+    """The PointFields of a cloud layout, built once (each costs ~6 us with field checks on);
+    messages get a list of these shared, never-mutated fields."""
     from sensor_msgs.msg import PointField
 
     fields = [PointField(name=n, offset=_OFFSETS[n], datatype=_FLOAT32, count=1)
@@ -178,7 +174,7 @@ def cloud_message(data, height: int, width: int, with_rgb: bool = True,
                          f"{point_step}")
     fields = {} if header is None else {"header": header}
     return new_message(PointCloud2, data=data, height=int(height), width=int(width),
-                       fields=_fields(with_rgb, with_label),
+                       fields=list(_fields(with_rgb, with_label)),
                        is_bigendian=sys.byteorder == "big", point_step=point_step,
                        row_step=point_step * int(width), is_dense=bool(is_dense), **fields)
 

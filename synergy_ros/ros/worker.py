@@ -161,12 +161,9 @@ class FrameWorker:
             self.batch_sizes[size] += 1
             if ok and (self._finish is None or result is None):  # done here
                 self.processed += size
-            elif ok:
-                while self._handoff is not None and not self._stopping:
-                    self._cond.wait()  # the finisher is behind: keep the order
-                if not self._stopping:
-                    self._handoff = (result, size)
-                    self._cond.notify_all()
+            elif ok and not self._stopping:  # the slot is empty: work is taken only then
+                self._handoff = (result, size)
+                self._cond.notify_all()
             self._busy = False
 
     def _run_finish(self) -> None:
