@@ -121,16 +121,9 @@ class Bench:
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        from synergy_ros.ros.testing import spin_in_background
 
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
+        self._thread = spin_in_background(self.executor)
 
     def _on_diag(self, msg) -> None:
         with self.lock:

@@ -148,16 +148,9 @@ class Client:
         self.publishers: dict[str, tuple] = {}
         self.diagnostics: dict[str, dict] = {}
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        from synergy_ros.ros.testing import spin_in_background
 
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
+        self.thread = spin_in_background(self.executor)
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:

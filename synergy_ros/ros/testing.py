@@ -115,6 +115,23 @@ def unique_namespace(prefix: str) -> str:
     return f"/{prefix}_{next(_NAMESPACE_COUNTER)}_{int(time.time() * 1000) % 100000}"
 
 
+def spin_in_background(executor) -> threading.Thread:
+    """Spin ``executor`` on a daemon thread until it is shut down (or its context is);
+    returns the started thread (join it after ``executor.shutdown()``)."""
+
+    def spin() -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    return thread
+
+
 class RosHarness:
     """An isolated rclpy context with a helper node and an executor thread.
 
@@ -142,16 +159,7 @@ class RosHarness:
         self.receive_times: dict[str, list] = {}
         self.source_times: dict[str, list] = {}
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
+        self._thread = spin_in_background(self.executor)
 
     def add_node(self, node) -> None:
         """Spin another node (e.g. a SynergyNode built with ``context=harness.context``).
