@@ -10,7 +10,7 @@ NAME/image (and NAME/image/compressed) to the camera's image topic, NAME/camera_
 given (else it is read beside the image, image_transport's rule). Outputs appear under
 /<namespace>/NAME/: depth, camera_info, depth/camera_info, semantic, semantic_color, points
 (and /diagnostics: one status per camera). Per-camera parameters (NAME.fallback_fov,
-NAME.publish_points) go in the params file.
+NAME.publish_points, NAME.camera_height, NAME.camera_pitch) go in the params file.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -38,7 +38,8 @@ def generate_launch_description() -> LaunchDescription:
                               default_value=PathJoinSubstitution([share, "config",
                                                                   "synergy.yaml"]),
                               description="node parameters (YAML; per camera "
-                                          "NAME.fallback_fov, NAME.publish_points)"),
+                                          "NAME.fallback_fov, NAME.publish_points, "
+                                          "NAME.camera_height, NAME.camera_pitch)"),
         DeclareLaunchArgument("model",
                               default_value=PathJoinSubstitution([share, "models",
                                                                   "synergy_demo_r18.pt"]),
