@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from synergy_ros.core.atomic import atomic_write_text  # noqa: E402 (needs ROOT on sys.path)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Time each batch size and precision; write and print the JSON."""
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "input": f"{width}x{height}", "call_p50_ms": round(p50, 2),
                                     "per_frame_ms": round(p50 / batch_size, 2)})
         predictor.close()
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from synergy_ros.core.atomic import atomic_write_text  # noqa: E402 (needs ROOT on sys.path)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Time every case; write and print the JSON."""
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
               "cuda": torch.version.cuda, "cpu": platform.processor() or platform.machine(),
               "model": args.model.name, "iters": args.iters, "rows": rows}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0
 
 
