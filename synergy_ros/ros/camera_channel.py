@@ -61,6 +61,7 @@ class CameraChannel:
         self.received = self.bad = self.skipped = self.errors = 0
         self.reported_errors = 0
         self.lock = threading.Lock()
+        self._logged_at: dict[str, float] = {}  # log line kind -> monotonic time last logged
 
     def topic(self, relative: str) -> str:
         """``relative`` under the camera's name: ``depth`` -> ``front/depth`` (or ``depth``)."""
@@ -82,6 +83,18 @@ class CameraChannel:
             value = getattr(self, counter) + 1
             setattr(self, counter, value)
             return value
+
+    def log_due(self, kind: str, period_s: float) -> bool:
+        """Whether this camera's log line ``kind`` may be written now (at most once per
+        ``period_s``; the first time always). rclpy throttles per line of code, which one
+        camera's repeats would use up for every other camera's."""
+        now = time.monotonic()
+        with self.lock:
+            last = self._logged_at.get(kind)
+            if last is not None and now - last < period_s:
+                return False
+            self._logged_at[kind] = now
+            return True
 
     def camera_info_state(self, settings: dict) -> str:
         """``received``, ``fallback_fov`` (no camera_info yet but a field of view assumed) or

@@ -397,9 +397,9 @@ class SynergyPipeline:
         with self._count_lock:  # called from the executor and the worker thread
             self._bad += 1
         count = channel.count("bad")
-        self.get_logger().warning(
-            f"{channel.label}dropping bad {what} message ({count} so far): {exc}",
-            throttle_duration_sec=THROTTLE_S)
+        if channel.log_due("bad", THROTTLE_S):
+            self.get_logger().warning(
+                f"{channel.label}dropping bad {what} message ({count} so far): {exc}")
 
     def _count_received(self, channel: CameraChannel) -> None:
         self._received += 1
@@ -466,10 +466,11 @@ class SynergyPipeline:
         intrinsics = channel.intrinsics
         if intrinsics is not None:
             if (intrinsics.width, intrinsics.height) != (width, height):
-                self.get_logger().warning(
-                    f"{channel.label}camera_info is for {intrinsics.width}x{intrinsics.height} "
-                    f"but images are {width}x{height}; scaling the intrinsics",
-                    throttle_duration_sec=30.0)
+                if channel.log_due("camera_info_size", 30.0):
+                    self.get_logger().warning(
+                        f"{channel.label}camera_info is for {intrinsics.width}x"
+                        f"{intrinsics.height} but images are {width}x{height}; scaling the "
+                        "intrinsics")
                 intrinsics = intrinsics.scaled(width, height)
             return intrinsics
         fov = channel.setting("fallback_fov", self._settings)
@@ -477,10 +478,11 @@ class SynergyPipeline:
             return PinholeIntrinsics.from_fov(math.radians(fov), width, height)
         topic = (channel.info_sub.topic_name if channel.info_sub is not None
                  else channel.topic("camera_info"))
-        self.get_logger().warning(
-            f"{channel.label}no camera_info on {topic} yet: publishing depth and masks, "
-            f"the point cloud waits (set {channel.topic('').replace('/', '.')}fallback_fov to "
-            "assume a field of view)", throttle_duration_sec=10.0)
+        if channel.log_due("no_camera_info", 10.0):
+            self.get_logger().warning(
+                f"{channel.label}no camera_info on {topic} yet: publishing depth and masks, "
+                f"the point cloud waits (set {channel.topic('').replace('/', '.')}fallback_fov "
+                "to assume a field of view)")
         return None
 
     def _prepare(self, channel: CameraChannel,
@@ -622,9 +624,11 @@ class SynergyPipeline:
         return SetParametersResult(successful=True)
 
     def _on_worker_error(self, exc: BaseException, channel: CameraChannel | None = None) -> None:
-        label = channel.label if channel is not None else ""
-        self.get_logger().error(f"{label}frame processing failed: {type(exc).__name__}: {exc}",
-                                throttle_duration_sec=THROTTLE_S)
+        text = f"frame processing failed: {type(exc).__name__}: {exc}"
+        if channel is None:  # a whole batch (the model call)
+            self.get_logger().error(text, throttle_duration_sec=THROTTLE_S)
+        elif channel.log_due("error", THROTTLE_S):
+            self.get_logger().error(f"{channel.label}{text}")
 
     # ---- diagnostics -------------------------------------------------------------------
     def _camera_info_state(self) -> str:
