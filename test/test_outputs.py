@@ -108,9 +108,9 @@ def floor_scene(**overrides):
 
 @pytest.mark.parametrize("decimation", [1, 2, 4, 8])
 def test_ground_plane_scale_locks_whatever_the_cloud_decimation(decimation):
-    """The plane fit must not depend on whether someone subscribes to a coarse cloud: with
-    cloud_decimation 8 the clouds' grid holds too few floor points, so the fit back-projects
-    the ground pixels at full resolution (a flat floor, predicted 2x too deep)."""
+    """The plane fit must not depend on whether someone subscribes to a coarse cloud: it
+    back-projects the ground pixels of the depth itself, never the clouds' grid (a flat
+    floor, predicted 2x too deep)."""
     camera, prediction, navigation, rgb = floor_scene()
     for _ in range(3):
         out = dict(prediction_messages(prediction, rgb, camera, Header(frame_id="cam"),
@@ -205,3 +205,60 @@ def test_camera_pitch_sets_the_expected_ground_normal(pitch_deg):
     else:
         assert state.status == "ok" and state.scale == pytest.approx(1 / 1.6, rel=0.01)
         assert state.tilt_deg < 1.0
+
+
+def _frame(seed, height=24, width=32):
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.5, 8.0, (height, width)).astype(np.float32)
+    return SimpleNamespace(depth=depth, labels=rng.integers(0, 5, (height, width)).astype(
+        np.uint8), attention=rng.uniform(0, 1, (height // 2, width // 2)).astype(np.float32))
+
+
+def test_message_buffers_are_reused_only_once_the_previous_message_is_dropped():
+    """The node hands each camera a MessageBuffers: a published and dropped frame's buffers
+    are written again (no page faults per frame), a message somebody keeps is never touched."""
+    from synergy_ros.ros.conversions import MessageBuffers
+    from synergy_ros.ros.navigation import NavigationConfig, NavigationOutputs
+    from synergy_ros.ros import params
+
+    settings = {spec.name: spec.default for spec in params.PARAMS}
+    settings.update(ground_classes=["c0"], ignore_classes=["none"])
+    navigation = NavigationOutputs(NavigationConfig.from_settings(settings),
+                                   [f"c{i}" for i in range(5)])
+    camera = PinholeIntrinsics.from_fov(math.radians(70), 32, 24)
+    rgb = np.full((24, 32, 3), 90, np.uint8)
+    keys = ["depth", "semantic", "semantic_color", "points", "obstacles", "ground", "attention"]
+    buffers = MessageBuffers()
+
+    def build(prediction, pool):
+        return dict(prediction_messages(prediction, rgb, camera, Header(frame_id="cam"),
+                                        palette_lut([], 5), keys, navigation=navigation,
+                                        buffers=pool))
+
+    first = build(_frame(1), buffers)
+    kept = {key: bytes(msg.data) for key, msg in first.items()}
+    second = build(_frame(2), buffers)  # ``first`` is still held: new buffers
+    for key, msg in first.items():
+        assert bytes(msg.data) == kept[key], key
+        assert second[key].data is not msg.data, key
+    expected = {key: bytes(msg.data) for key, msg in build(_frame(2), None).items()}
+    assert {key: bytes(msg.data) for key, msg in second.items()} == expected
+    ids = {key: id(msg.data) for key, msg in second.items()}
+    del first, second, msg  # published and dropped
+    third = build(_frame(3), buffers)
+    assert {key: id(msg.data) for key, msg in third.items()} == ids  # the same buffers
+    # written whole: the same bytes as fresh buffers (obstacle count differs: resized)
+    assert {key: bytes(msg.data) for key, msg in third.items()} == {
+        key: bytes(msg.data) for key, msg in build(_frame(3), None).items()}
+
+
+def test_message_buffers_resize_in_place():
+    from synergy_ros.ros.conversions import MessageBuffers
+
+    buffers = MessageBuffers()
+    buffer = buffers.get("obstacles", 320)
+    assert len(buffer) == 320
+    buffer_id = id(buffer)
+    del buffer
+    assert len(buffers.get("obstacles", 200)) == 200
+    assert id(buffers.get("obstacles", 640)) == buffer_id and len(buffers.get("x", 0)) == 0

@@ -197,3 +197,40 @@ def test_dense_cloud_taken_at_indices_equals_the_selected_records():
     assert dense_cloud_message(records, index=np.array([], np.intp)).width == 0
     with pytest.raises(ValueError, match="out of range"):
         dense_cloud_message(records, index=np.array([10]))
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 6, 3), (0, 3), (1, 1, 3)])
+def test_pack_rgb_matches_the_bit_formula(shape):
+    rgb = RNG.integers(0, 256, shape, dtype=np.uint8)
+    expected = ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
+                | rgb[..., 2])
+    packed = pc.pack_rgb(rgb)
+    assert packed.dtype == np.uint32 and packed.shape == shape[:-1]
+    np.testing.assert_array_equal(packed, expected)
+    np.testing.assert_array_equal(pc.unpack_rgb(packed), rgb)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
+        pc.pack_rgb(rgb[..., :2])
+
+
+@pytest.mark.parametrize("with_rgb,with_label", [(True, True), (False, True), (True, False),
+                                                 (False, False)])
+def test_write_records_overwrites_every_word(with_rgb, with_label):
+    """The records may be a reused buffer: every word is written, padding zero."""
+    depth, rgb, labels = _scene()
+    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+    words = 8 if (with_rgb or with_label) else 4
+    records = np.full((24, 32, words), 0xFFFFFFFF, np.uint32)
+    pc.write_records(records, z, K, rgb if with_rgb else None, labels if with_label else None)
+    x, y, _ = _expected_xyz(depth, K, np.arange(32.0), np.arange(24.0))
+    np.testing.assert_allclose(records.view(np.float32)[..., 0], x, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(records.view(np.float32)[..., 1], y, rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(records.view(np.float32)[..., 2], z)
+    assert (records[..., 3] == 0).all()
+    if words == 8:
+        assert (records[..., 6:] == 0).all()
+        np.testing.assert_array_equal(records[..., 4], pc.pack_rgb(rgb) if with_rgb else 0)
+        np.testing.assert_array_equal(records[..., 5], labels if with_label else 0)
+    with pytest.raises(ValueError, match="intrinsics"):
+        pc.write_records(records[:3], z[:3], K, rgb[:3], labels[:3])
+    with pytest.raises(ValueError, match="records must be"):
+        pc.write_records(records[..., :2], z, K)

@@ -54,6 +54,18 @@ class PinholeIntrinsics:
                                  (self.cy + 0.5) * sy - 0.5, int(width), int(height))
 
 
+def decimated_intrinsics(intrinsics: PinholeIntrinsics, decimation: int) -> PinholeIntrinsics:
+    """Intrinsics of the grid ``image[::d, ::d]`` (pixel u' is original pixel d*u').
+
+    x = (d u' - cx) z / fx = (u' - cx/d) z / (fx/d), so focal lengths and principal point are
+    divided by d (exactly; no pixel-centre shift, unlike resampling with PinholeIntrinsics.scaled).
+    """
+    d = int(decimation)
+    return PinholeIntrinsics(intrinsics.fx / d, intrinsics.fy / d, intrinsics.cx / d,
+                             intrinsics.cy / d, -(-intrinsics.width // d),
+                             -(-intrinsics.height // d))
+
+
 def backproject(depth: np.ndarray, intrinsics: PinholeIntrinsics) -> np.ndarray:
     """Back-project a depth image to 3-D points in the optical frame.
 

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from synergy_ros.core.geometry import PinholeIntrinsics
+from synergy_ros.ros.conversions import MessageBuffers
 from synergy_ros.ros.diagnostics import StreamSnapshot
 from synergy_ros.ros.navigation import scale_diagnostics
 from synergy_ros.ros.worker import LatencyStats, RateMeter
@@ -56,6 +57,9 @@ class CameraChannel:
         #: the camera's navigation outputs and scale estimator (ros.navigation.NavigationOutputs),
         #: set by the node's configure
         self.navigation: Any = None
+        #: the data buffers of this camera's output messages, reused from frame to frame
+        #: (publishing thread only)
+        self.buffers = MessageBuffers()
         self.input_rate, self.output_rate = RateMeter(), RateMeter()
         self.latency = LatencyStats()
         self.received = self.bad = self.skipped = self.errors = 0

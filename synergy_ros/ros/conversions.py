@@ -181,7 +181,53 @@ def zeroed_byte_array(size: int) -> array.array:
     return array.array("B", bytes(1)) * int(size)
 
 
-def array_to_image(image: np.ndarray, encoding: str, header=None):
+class MessageBuffers:
+    """Message data buffers (``array.array('B')``) kept per output and reused between frames.
+
+    A fresh multi-MB buffer per message costs page faults on every frame (a 640x480 cloud's
+    9.8 MB: its build took 7.5 ms fresh against 3.5 ms in warm memory). A buffer is handed out
+    again only when nothing but the pool still references it, i.e. the message that carried it
+    was published and dropped; a message somebody keeps is never overwritten (a new buffer is
+    made then). Not thread-safe: one pool per publishing thread and camera.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, array.array] = {}
+
+    def get(self, key: str, size: int) -> array.array:
+        """A ``size``-byte buffer for output ``key``; its content is undefined (overwrite all).
+
+        The buffer of the previous frame is resized in place when free (array.array keeps its
+        allocation when shrunk by less than half), else a new zeroed one is made.
+        """
+        size = int(size)
+        buffer = self._buffers.get(key)
+        # referenced by the dict, ``buffer`` and getrefcount's argument: free
+        if buffer is not None and sys.getrefcount(buffer) <= 3:
+            if len(buffer) > size:
+                del buffer[size:]
+            elif len(buffer) < size:
+                buffer.frombytes(bytes(size - len(buffer)))
+            return buffer
+        buffer = zeroed_byte_array(size)
+        self._buffers[key] = buffer
+        return buffer
+
+
+def filled_byte_array(image: np.ndarray, out: array.array | None = None) -> array.array:
+    """``image``'s bytes in an array.array('B'): a copy into ``out`` when given (its size is
+    set to the image's), else a new one (:func:`byte_array`)."""
+    if out is None:
+        return byte_array(image)
+    image = np.asarray(image)
+    if len(out) != image.nbytes:
+        raise ValueError(f"buffer has {len(out)} B, the image {image.nbytes} B")
+    np.frombuffer(out, dtype=image.dtype).reshape(image.shape)[...] = image
+    return out
+
+
+def array_to_image(image: np.ndarray, encoding: str, header=None,
+                   out: array.array | None = None):
     """Build a sensor_msgs/Image from a numpy array.
 
     Args:
@@ -189,6 +235,8 @@ def array_to_image(image: np.ndarray, encoding: str, header=None):
             (e.g. float32 (H, W) metres for 32FC1, uint8 (H, W, 3) for rgb8).
         encoding: a supported sensor_msgs encoding.
         header: std_msgs/Header to copy (stamp, frame_id); empty header when None.
+        out: the buffer to copy the pixels into (exactly the image's size, e.g. from
+            :meth:`MessageBuffers.get`), or None for a new one.
 
     Returns:
         sensor_msgs.msg.Image in native byte order with step = W x C x itemsize.
@@ -211,7 +259,7 @@ def array_to_image(image: np.ndarray, encoding: str, header=None):
     fields = dict(height=height, width=width, encoding=encoding,
                   is_bigendian=int(sys.byteorder == "big"),
                   step=width * channels * dtype.itemsize,
-                  data=byte_array(image.astype(dtype, copy=False)))
+                  data=filled_byte_array(image.astype(dtype, copy=False), out))
     if header is not None:
         fields["header"] = header
     from sensor_msgs.msg import Image
@@ -219,23 +267,29 @@ def array_to_image(image: np.ndarray, encoding: str, header=None):
     return new_message(Image, **fields)
 
 
-def labels_to_image(labels: np.ndarray, header=None):
+def labels_to_image(labels: np.ndarray, header=None, buffers: MessageBuffers | None = None,
+                    key: str = "semantic"):
     """Build a class-id Image: ``mono8`` for uint8 ids, ``mono16`` for any other integer ids.
 
     The encoding follows the dtype, not the values, so a model (whose Predictor returns uint8
     for up to 255 classes, else uint16) publishes one encoding on every frame.
+
+    ``buffers`` / ``key``: where the pixel buffer comes from (:class:`MessageBuffers`), or a
+    new one when None.
 
     Raises:
         ValueError: not (H, W) integer ids in 0..65535.
     """
     labels = np.asarray(labels)
     if labels.dtype == np.uint8:
-        return array_to_image(labels, "mono8", header)
+        out = None if buffers is None else buffers.get(key, labels.nbytes)
+        return array_to_image(labels, "mono8", header, out)
     if labels.dtype.kind not in "ui" or (labels.size and not 0 <= labels.min() <= labels.max()
                                          <= 65535):
         raise ValueError(f"class ids must be integers in 0..65535, got {labels.dtype} "
                          f"ids {labels.min(initial=0)}..{labels.max(initial=0)}")
-    return array_to_image(labels.astype(np.uint16, copy=False), "mono16", header)
+    out = None if buffers is None else buffers.get(key, labels.size * 2)
+    return array_to_image(labels.astype(np.uint16, copy=False), "mono16", header, out)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

@@ -23,9 +23,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from synergy_ros.core.errors import SynergyError
-from synergy_ros.core.ground_plane import ScaleConfig, ScaleEstimator, ScaleState, ground_normal
-from synergy_ros.core.obstacles import (GROUND, ClassRoles, CloudSplit, resolve_class_roles,
-                                        split_cloud)
+from synergy_ros.core.geometry import PinholeIntrinsics, decimated_intrinsics
+from synergy_ros.core.ground_plane import (ScaleConfig, ScaleEstimator, ScaleState,
+                                           ground_normal, ground_points)
+from synergy_ros.core.obstacles import ClassRoles, CloudSplit, resolve_class_roles, split_cloud
 
 #: ``ground_classes`` / ``ignore_classes`` value meaning "the default of the model's label set".
 DEFAULT_CLASSES = "default"
@@ -175,24 +176,25 @@ class NavigationOutputs:
         """A frame between fits: the current scale, its age advanced by one frame."""
         return float(self.estimator.carry(stamp_s).scale)
 
-    def ground_of_grid(self, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """(N, 3) float32 ground-class points with finite coordinates of an organized grid.
+    def ground_of_depth(self, depth: np.ndarray, labels: np.ndarray,
+                        intrinsics: PinholeIntrinsics) -> np.ndarray:
+        """(N, 3) float32 ground-class points with valid depth, for the plane fit.
 
-        The plane fit uses at most ``max_points`` ground points (an even subsample), so a grid
-        of more than 4 x max_points pixels is strided first (every k-th row and column) rather
-        than masked whole and subsampled after.
+        The fit uses at most ``max_points`` ground points (an even subsample), so a depth of
+        more than 4 x max_points pixels is strided first (every k-th row and column) and only
+        the ground pixels of that grid are back-projected.
 
         Args:
-            points: (h, w, 3) float32 organized points (metres as predicted, NaN invalid).
-            labels: (h, w) integer class ids registered to ``points``.
+            depth: (H, W) float32 depth in metres as predicted, NaN / <= 0 invalid.
+            labels: (H, W) integer class ids registered to ``depth``.
+            intrinsics: intrinsics of the H x W depth.
         """
-        step = int(math.sqrt(points.shape[0] * points.shape[1]
-                             / (4 * self.config.scale.max_points)))
+        step = max(1, int(math.sqrt(depth.shape[0] * depth.shape[1]
+                                    / (4 * self.config.scale.max_points))))
         if step > 1:
-            points, labels = points[::step, ::step], labels[::step, ::step]
-        with np.errstate(invalid="ignore"):
-            mask = (self.roles.roles(labels) == GROUND) & (points[..., 2] > 0)
-        return points[mask]
+            depth, labels = depth[::step, ::step], labels[::step, ::step]
+            intrinsics = decimated_intrinsics(intrinsics, step)
+        return ground_points(depth, labels, intrinsics, self.roles)
 
     def correct_scale(self, ground_points: np.ndarray | None, stamp_s: float | None) -> float:
         """Update the estimator with one frame's ground points; return the scale to apply.

@@ -600,7 +600,7 @@ class SynergyPipeline:
             [key for key, on in wanted.items() if on], depth_encoding=s["depth_encoding"],
             semantic_blend=s["semantic_blend"], cloud_decimation=s["cloud_decimation"],
             max_range=s["max_range"], navigation=navigation,
-            obstacle_decimation=s["obstacle_decimation"])
+            obstacle_decimation=s["obstacle_decimation"], buffers=channel.buffers)
         for key, msg in messages:
             if spans is not None:
                 spans.mark(f"build.{key}")

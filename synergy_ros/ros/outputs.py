@@ -8,17 +8,17 @@ before it spends time on the point cloud.
 from __future__ import annotations
 
 import math
-from typing import Collection, Iterator
+from typing import Callable, Collection, Iterator
 
 import numpy as np
 
-from synergy_ros.core.geometry import PinholeIntrinsics, backproject
-from synergy_ros.core.ground_plane import ground_points
-from synergy_ros.ros.conversions import (array_to_image, byte_array, intrinsics_to_camera_info,
-                                         labels_to_image, zeroed_byte_array)
+from synergy_ros.core.geometry import PinholeIntrinsics, decimated_intrinsics
+from synergy_ros.ros.conversions import (MessageBuffers, array_to_image, filled_byte_array,
+                                         intrinsics_to_camera_info, labels_to_image,
+                                         zeroed_byte_array)
 from synergy_ros.ros.navigation import NavigationOutputs
-from synergy_ros.ros.pointcloud import (POINT_STEP, cloud_message, decimated_intrinsics,
-                                        dense_cloud_message, fill_records)
+from synergy_ros.ros.pointcloud import (POINT_STEP, cloud_message, dense_cloud_message,
+                                        write_records)
 
 #: Output key -> topic name relative to the node's namespace (or evaluate's --output-prefix).
 #: ``camera_info`` (the same CameraInfo as ``depth_info``) lies beside the images, where
@@ -73,11 +73,6 @@ def stamp_seconds(header) -> float | None:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
-#: The coarsest cloud grid (its decimation) the ground-plane fit takes its ground points from;
-#: beyond it the ground pixels are back-projected at full resolution for the fit.
-MAX_SCALE_GRID_STEP = 2
-
-
 def cloud_grid_decimation(keys: Collection[str], cloud_decimation: int,
                           obstacle_decimation: int) -> int:
     """The decimation of the one organized grid that the clouds in ``keys`` are taken from.
@@ -96,7 +91,8 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
                         depth_encoding: str = "32FC1", semantic_blend: float = 0.0,
                         cloud_decimation: int = 1, max_range: float = math.inf,
                         navigation: NavigationOutputs | None = None,
-                        obstacle_decimation: int = 1) -> Iterator[tuple[str, object]]:
+                        obstacle_decimation: int = 1,
+                        buffers: MessageBuffers | None = None) -> Iterator[tuple[str, object]]:
     """Yield ``(key, message)`` for each key of :data:`OUTPUT_TOPICS` in ``wanted``.
 
     Args:
@@ -122,10 +118,17 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
             the scale) and the depth of every output is multiplied by the confident scale.
         obstacle_decimation: keep every n-th row and column of the depth in ``obstacles`` and
             ``ground``.
+        buffers: where the messages' data buffers come from (reused between frames once the
+            previous frame's message is dropped, :class:`MessageBuffers`: the node passes one
+            per camera), or None for new buffers.
 
-    All clouds come from one organized grid back-projected once (:func:`cloud_grid_decimation`);
-    ``obstacles`` / ``ground`` records are copies of that grid's point records.
+    All clouds come from one organized grid back-projected once (:func:`cloud_grid_decimation`),
+    after ``depth`` and the images are yielded; ``obstacles`` / ``ground`` records are copies of
+    that grid's point records.
     """
+    def buffer(key: str, size: int):
+        return None if buffers is None else buffers.get(key, size)
+
     depth = np.asarray(prediction.depth, dtype=np.float32)
     height, width = depth.shape
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
@@ -135,30 +138,17 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
     if depth_intrinsics is not None:
         has_roles = navigation is not None and navigation.roles is not None
         clouds = [key for key in CLOUD_KEYS if key in wanted and (key == "points" or has_roles)]
-    grid = grid_step = grid_labels = None
-    if clouds:
-        grid_step = cloud_grid_decimation(clouds, cloud_decimation, obstacle_decimation)
-        grid_labels = labels[::grid_step, ::grid_step]
-        grid = backproject(depth[::grid_step, ::grid_step],
-                           decimated_intrinsics(depth_intrinsics, grid_step))
     if navigation is not None and navigation.corrects_scale:
         if not navigation.fit_due():  # between fits (scale_fit_interval): the current scale
             scale = navigation.carry_scale(stamp_seconds(header))
         else:
-            if grid is not None and grid_step <= MAX_SCALE_GRID_STEP:
-                # the clouds' own back-projection: no second one. A coarser grid would leave
-                # too few ground points for the fit, and whether the depth is corrected would
-                # then depend on whether someone subscribes to a decimated cloud.
-                ground = navigation.ground_of_grid(grid, grid_labels)
-            elif depth_intrinsics is not None:
-                ground = ground_points(depth, labels, depth_intrinsics, navigation.roles)
-            else:
-                ground = None
+            # the ground pixels of a strided depth grid, back-projected alone: whether the
+            # depth is corrected never depends on which clouds someone subscribes to
+            ground = (None if depth_intrinsics is None
+                      else navigation.ground_of_depth(depth, labels, depth_intrinsics))
             scale = navigation.correct_scale(ground, stamp_seconds(header))
         if scale != 1.0:
             depth *= np.float32(scale)
-            if grid is not None:
-                grid *= np.float32(scale)
     small_rgb = None
     if clouds or ("semantic_color" in wanted and semantic_blend > 0):
         small_rgb = getattr(prediction, "rgb", None)  # the preprocessing's resize, if made
@@ -166,61 +156,81 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
             small_rgb = resize_area(rgb, width, height)
     if "depth" in wanted:
         if depth_encoding == "16UC1":
-            yield "depth", array_to_image(depth_to_millimetres(depth), "16UC1", header)
+            yield "depth", array_to_image(depth_to_millimetres(depth), "16UC1", header,
+                                          buffer("depth", depth.size * 2))
         else:
-            yield "depth", array_to_image(depth, "32FC1", header)
+            yield "depth", array_to_image(depth, "32FC1", header, buffer("depth", depth.nbytes))
     if depth_intrinsics is not None and ("depth_info" in wanted or "camera_info" in wanted):
         info = intrinsics_to_camera_info(depth_intrinsics, header)
         for key in ("depth_info", "camera_info"):
             if key in wanted:
                 yield key, info
     if "semantic" in wanted:
-        yield "semantic", labels_to_image(labels, header)
+        yield "semantic", labels_to_image(labels, header, buffers)
     if "semantic_color" in wanted:
         colour = np.take(palette, labels, axis=0, mode="clip")
         if semantic_blend > 0:
             colour = (colour * (1.0 - semantic_blend) + small_rgb * semantic_blend
                       + 0.5).astype(np.uint8)
-        yield "semantic_color", array_to_image(colour, "rgb8", header)
+        yield "semantic_color", array_to_image(colour, "rgb8", header,
+                                               buffer("semantic_color", colour.nbytes))
     if clouds:
-        yield from _cloud_messages(grid, grid_labels, small_rgb[::grid_step, ::grid_step],
-                                   header, clouds, grid_step, cloud_decimation,
-                                   obstacle_decimation, max_range, navigation)
+        yield from _cloud_messages(depth, labels, small_rgb, depth_intrinsics, header, clouds,
+                                   cloud_decimation, obstacle_decimation, max_range, navigation,
+                                   buffer)
     if "attention" in wanted and prediction.attention is not None:
         attention = resize_area(np.asarray(prediction.attention, np.float32), width, height)
-        yield "attention", array_to_image(attention, "32FC1", header)
+        yield "attention", array_to_image(attention, "32FC1", header,
+                                          buffer("attention", attention.nbytes))
 
 
-def _cloud_messages(points: np.ndarray, labels: np.ndarray, rgb: np.ndarray, header,
-                    clouds: list, grid_step: int, cloud_decimation: int,
+def _cloud_messages(depth: np.ndarray, labels: np.ndarray, rgb: np.ndarray,
+                    intrinsics: PinholeIntrinsics, header, clouds: list, cloud_decimation: int,
                     obstacle_decimation: int, max_range: float,
-                    navigation: NavigationOutputs | None) -> Iterator[tuple[str, object]]:
-    """``points`` / ``obstacles`` / ``ground`` from one (h, w, 3) organized grid (metres).
+                    navigation: NavigationOutputs | None,
+                    buffer: Callable[[str, int], object]) -> Iterator[tuple[str, object]]:
+    """``points`` / ``obstacles`` / ``ground`` from one organized grid of the depth.
 
-    The grid's point records are written once; ``points`` is the grid itself (its message
-    buffer) or every k-th row and column of it, and the obstacle / ground records are copied
-    from it, at the indices :meth:`NavigationOutputs.split` selects, into their messages.
+    The grid's point records are back-projected and written once (one interleaving pass,
+    :func:`synergy_ros.ros.pointcloud.write_records`); ``points`` is the grid itself (its
+    message buffer) or every k-th row and column of it, and the obstacle / ground records are
+    copied from it, at the indices :meth:`NavigationOutputs.split` selects, into their
+    messages.
+
+    Args:
+        depth: (H, W) float32 metres (scale applied), NaN where invalid.
+        labels: (H, W) class ids; rgb: (H, W, 3) uint8 colours registered to ``depth``.
+        intrinsics: intrinsics of the H x W depth.
+        buffer: ``buffer(key, size)`` gives a message's data buffer (None: make a new one).
     """
-    if math.isfinite(max_range):
+    grid_step = cloud_grid_decimation(clouds, cloud_decimation, obstacle_decimation)
+    z = depth[::grid_step, ::grid_step]
+    if math.isfinite(max_range):  # far points are NaN in every cloud
         with np.errstate(invalid="ignore"):
-            points[points[..., 2] > np.float32(max_range)] = np.float32(np.nan)
-    h, w = points.shape[:2]
+            z = np.where(z <= np.float32(max_range), z, np.float32(np.nan))
+    labels = labels[::grid_step, ::grid_step]
+    h, w = z.shape
     step = int(cloud_decimation) // grid_step
     data = None
-    if "points" in clouds and step == 1:  # the records are the points message's own buffer
-        data = zeroed_byte_array(h * w * POINT_STEP)
-        records = np.frombuffer(data, dtype=np.uint32).reshape(h, w, POINT_STEP // 4)
-    else:
-        records = np.zeros((h, w, POINT_STEP // 4), np.uint32)
-    fill_records(records, points, rgb, labels)
+    # the records are the points message's own buffer, or a scratch one the clouds copy from
+    own = "points" in clouds and step == 1
+    scratch = buffer("points" if own else "cloud_records", h * w * POINT_STEP)
+    if scratch is None:
+        scratch = zeroed_byte_array(h * w * POINT_STEP)
+    records = np.frombuffer(scratch, dtype=np.uint32).reshape(h, w, POINT_STEP // 4)
+    if own:
+        data = scratch
+    write_records(records, z, decimated_intrinsics(intrinsics, grid_step),
+                  rgb[::grid_step, ::grid_step], labels)
     if "points" in clouds:
         if data is None:
             sub = records[::step, ::step]
-            data = byte_array(sub)
+            data = filled_byte_array(sub, buffer("points", sub.nbytes))
             h, w = sub.shape[:2]
         yield "points", cloud_message(data, h, w, True, True, header)
     if "obstacles" in clouds or "ground" in clouds:
         sub_step = int(obstacle_decimation) // grid_step
+        points = records.view(np.float32)[..., 0:3]  # x, y, z of the records (a view)
         # max_range is already applied (far points are NaN above): no second comparison
         split = navigation.split(points, labels, math.inf, sub_step, "ground" in clouds)
         flat = records.reshape(-1, POINT_STEP // 4)  # a view: records are C-contiguous
@@ -233,8 +243,10 @@ def _cloud_messages(points: np.ndarray, labels: np.ndarray, rgb: np.ndarray, hea
             return row * (sub_step * records.shape[1]) + col * sub_step
 
         if "obstacles" in clouds:
-            yield "obstacles", dense_cloud_message(flat, header,
-                                                   index=grid_index(split.obstacle_index))
+            index = grid_index(split.obstacle_index)
+            yield "obstacles", dense_cloud_message(
+                flat, header, index=index, out=buffer("obstacles", len(index) * POINT_STEP))
         if "ground" in clouds:
-            yield "ground", dense_cloud_message(flat, header,
-                                                index=grid_index(split.ground_index))
+            index = grid_index(split.ground_index)
+            yield "ground", dense_cloud_message(
+                flat, header, index=index, out=buffer("ground", len(index) * POINT_STEP))
