@@ -4,7 +4,7 @@ import pytest
 
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.labels import (CITYSCAPES_LABELS, IGNORE_INDEX, LABEL_SET_NAMES,
-                                     check_train_ids, colorize, get_label_set)
+                                     check_train_ids, colorize, get_label_set, lookup_colours)
 
 
 @pytest.mark.parametrize("name,count", [("synthetic", 6), ("nyu40", 40), ("cityscapes19", 19),
@@ -86,3 +86,15 @@ def test_colorize_colours_ids_above_255():
     assert out[0, 1].tolist() == [3, 0, 7]
     assert out[1, 0].tolist() == [0, 0, 0]  # beyond the palette
     assert out[1, 1].tolist() == [255, 0, 7]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_lookup_colours_is_lut_indexing_clipped(dtype):
+    rng = np.random.default_rng(5)
+    lut = rng.integers(0, 256, (7, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, (13, 17)).astype(dtype)  # ids 7..9 past the table
+    colours = lookup_colours(labels, lut)
+    assert colours.shape == (13, 17, 3) and colours.dtype == np.uint8
+    np.testing.assert_array_equal(colours, lut[np.minimum(labels, 6)])
+    with pytest.raises(ValueError, match=r"\(C, 3\)"):
+        lookup_colours(labels, lut[:, :2])

@@ -13,6 +13,7 @@ from typing import Callable, Collection, Iterator
 import numpy as np
 
 from synergy_ros.core.geometry import PinholeIntrinsics, decimated_intrinsics
+from synergy_ros.core.labels import lookup_colours
 from synergy_ros.ros.conversions import (MessageBuffers, array_to_image, filled_byte_array,
                                          intrinsics_to_camera_info, labels_to_image,
                                          zeroed_byte_array)
@@ -168,7 +169,7 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
     if "semantic" in wanted:
         yield "semantic", labels_to_image(labels, header, buffers)
     if "semantic_color" in wanted:
-        colour = np.take(palette, labels, axis=0, mode="clip")
+        colour = lookup_colours(labels, palette)
         if semantic_blend > 0:
             colour = (colour * (1.0 - semantic_blend) + small_rgb * semantic_blend
                       + 0.5).astype(np.uint8)
