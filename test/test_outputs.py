@@ -262,3 +262,13 @@ def test_message_buffers_resize_in_place():
     del buffer
     assert len(buffers.get("obstacles", 200)) == 200
     assert id(buffers.get("obstacles", 640)) == buffer_id and len(buffers.get("x", 0)) == 0
+
+
+def test_message_buffers_know_a_free_buffer_on_this_interpreter():
+    """The reuse test counts references as calibrated at import; here it must be able to."""
+    from synergy_ros.ros import conversions
+
+    assert conversions._FREE_REFERENCES is not None
+    buffers = conversions.MessageBuffers()
+    held = buffers.get("depth", 8)
+    assert buffers.get("depth", 8) is not held  # still held: a new buffer

@@ -234,3 +234,14 @@ def test_write_records_overwrites_every_word(with_rgb, with_label):
         pc.write_records(records[:3], z[:3], K, rgb[:3], labels[:3])
     with pytest.raises(ValueError, match="records must be"):
         pc.write_records(records[..., :2], z, K)
+
+
+def test_write_records_into_a_strided_one_column_view():
+    """numpy calls a one-column slice C-contiguous whatever its strides; OpenCV cannot write
+    into it, so the records are merged aside and copied in."""
+    wide = np.full((3, 2, 4), 7, np.uint32)
+    z = np.array([[1.0], [2.0], [np.nan]], np.float32)
+    k = PinholeIntrinsics(fx=2.0, fy=2.0, cx=0.0, cy=1.0, width=1, height=3)
+    pc.write_records(wide[:, ::2], z, k)
+    np.testing.assert_array_equal(wide[:, 0].view(np.float32)[:, 2], z[:, 0])
+    assert (wide[:, 0, 3] == 0).all() and (wide[:, 1] == 7).all()  # the other column untouched

@@ -150,7 +150,8 @@ def new_message(msg_type, data: array.array | None = None, **fields):
 
     rclpy's generated ``__init__`` always copies ``data``; its setter keeps an array.array
     as is when field checks are on (``check_fields=True``, newer rosidl) or, on distros
-    without ``check_fields`` (Humble), under ``__debug__``. This builds the message without
+    without ``check_fields`` (Humble), always (its array.array check comes before
+    ``if __debug__``). This builds the message without
     data, then assigns it, so a multi-MB image or cloud is not copied twice. Messages built
     with ``check_fields=True`` also type-check later field assignments (AssertionError), as
     with ROS_PYTHON_CHECK_FIELDS=1.
@@ -181,6 +182,27 @@ def zeroed_byte_array(size: int) -> array.array:
     return array.array("B", bytes(1)) * int(size)
 
 
+def _pool_references(buffers: dict, key: str) -> int:
+    """How many references the buffer ``buffers[key]`` has, counted the same way every time
+    (the count a free buffer shows differs between CPython versions: 3.14 borrows locals)."""
+    return sys.getrefcount(buffers[key])
+
+
+def _calibrate_free_count() -> int | None:
+    """The reference count of a buffer only the pool holds, or None when an extra holder does
+    not show in the count (then buffers are never reused: safe on any interpreter)."""
+    probe = {"buffer": array.array("B")}
+    free = _pool_references(probe, "buffer")
+    holder = probe["buffer"]
+    held = _pool_references(probe, "buffer")
+    del holder
+    return free if held > free else None
+
+
+#: the reference count of a free pool buffer on this interpreter (None: never reuse)
+_FREE_REFERENCES = _calibrate_free_count()
+
+
 class MessageBuffers:
     """Message data buffers (``array.array('B')``) kept per output and reused between frames.
 
@@ -201,9 +223,9 @@ class MessageBuffers:
         allocation when shrunk by less than half), else a new zeroed one is made.
         """
         size = int(size)
-        buffer = self._buffers.get(key)
-        # referenced by the dict, ``buffer`` and getrefcount's argument: free
-        if buffer is not None and sys.getrefcount(buffer) <= 3:
+        if (_FREE_REFERENCES is not None and key in self._buffers
+                and _pool_references(self._buffers, key) <= _FREE_REFERENCES):
+            buffer = self._buffers[key]  # nothing else holds it: free
             if len(buffer) > size:
                 del buffer[size:]
             elif len(buffer) < size:

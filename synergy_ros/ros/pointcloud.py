@@ -196,7 +196,10 @@ def interleave(records: np.ndarray, planes: list) -> None:
 
     target = records.view(np.int32)
     planes = [np.ascontiguousarray(plane).view(np.int32) for plane in planes]
-    if not target.flags.c_contiguous:
+    h, w, k = target.shape
+    # numpy calls an array with a length-1 axis C-contiguous whatever that axis' stride;
+    # OpenCV needs the strides themselves
+    if target.strides != (w * k * 4, k * 4, 4):
         target[...] = cv2.merge(planes)
         return
     out = cv2.merge(planes, target)
