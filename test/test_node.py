@@ -23,8 +23,8 @@ from synergy_ros.ros.conversions import (image_to_array, intrinsics_to_camera_in
                                          rgb_to_compressed, stamp_ns)
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
 from synergy_ros.ros.pointcloud import pointcloud2_to_array, unpack_rgb  # noqa: E402
-from synergy_ros.ros.testing import (FixedLatencyPredictor, RosHarness, camera_frame,  # noqa: E402
-                                     make_model_file, slow_predictor, unique_namespace)
+from synergy_ros.ros.testing import (FixedLatencyPredictor, camera_frame,  # noqa: E402
+                                     make_model_file, slow_predictor)
 
 pytestmark = pytest.mark.ros
 CAMERA_W, CAMERA_H = 96, 72          # camera images
@@ -37,13 +37,6 @@ CAMERA_K = PinholeIntrinsics(fx=80.0, fy=82.0, cx=47.2, cy=35.9, width=CAMERA_W,
 def model_path(tmp_path_factory):
     return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt", num_classes=5,
                            input_size=(MODEL_H, MODEL_W))
-
-
-@pytest.fixture
-def harness():
-    h = RosHarness(unique_namespace("synergy_test"))
-    yield h
-    h.close()
 
 
 def start_node(harness, model_path, predictor=None, **overrides):

@@ -13,17 +13,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from synergy_ros.ros.lifecycle import LifecycleSynergyNode  # noqa: E402
-from synergy_ros.ros.testing import (RosHarness, camera_frame, make_model_file,  # noqa: E402
-                                     unique_namespace)
+from synergy_ros.ros.testing import camera_frame, make_model_file  # noqa: E402
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture
-def harness():
-    h = RosHarness(unique_namespace("synergy_lifecycle"))
-    yield h
-    h.close()
 
 
 def _lifecycle(harness, model, predictor=None, **overrides):

@@ -19,8 +19,7 @@ from synergy_ros.ros.conversions import (image_to_array, intrinsics_to_camera_in
                                          stamp_ns)
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
 from synergy_ros.ros.pointcloud import pointcloud2_to_array  # noqa: E402
-from synergy_ros.ros.testing import (RosHarness, camera_frame, make_model_file,  # noqa: E402
-                                     unique_namespace)
+from synergy_ros.ros.testing import camera_frame, make_model_file  # noqa: E402
 from synergy_ros.runtime.torch_backend import TorchPredictor  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -56,13 +55,6 @@ class RecordingPredictor(TorchPredictor):
 def model_path(tmp_path_factory):
     return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt", num_classes=5,
                            input_size=(MODEL_H, MODEL_W))
-
-
-@pytest.fixture
-def harness():
-    h = RosHarness(unique_namespace("synergy_multi"))
-    yield h
-    h.close()
 
 
 def recording_predictor(model_path, delay_s=0.0, output_resolution="input"):

@@ -24,7 +24,7 @@ from synergy_ros.ros.conversions import image_to_array, intrinsics_to_camera_inf
 from synergy_ros.ros.conversions import stamp_ns  # noqa: E402
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
 from synergy_ros.ros.pointcloud import pointcloud2_to_array  # noqa: E402
-from synergy_ros.ros.testing import RosHarness, camera_frame, unique_namespace  # noqa: E402
+from synergy_ros.ros.testing import camera_frame  # noqa: E402
 from synergy_ros.runtime.prediction import Prediction  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -62,13 +62,6 @@ class TruthPredictor:
 @pytest.fixture(scope="module")
 def frames():
     return list(render_sequence(SEED, FRAMES, height=HEIGHT, width=WIDTH, fps=2.0))
-
-
-@pytest.fixture
-def harness():
-    h = RosHarness(unique_namespace("synergy_nav"))
-    yield h
-    h.close()
 
 
 def start_node(harness, predictor, **overrides):

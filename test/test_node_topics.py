@@ -18,8 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from synergy_ros.core.geometry import PinholeIntrinsics  # noqa: E402
 from synergy_ros.ros.conversions import intrinsics_to_camera_info  # noqa: E402
 from synergy_ros.ros.node import SynergyNode  # noqa: E402
-from synergy_ros.ros.testing import (RosHarness, camera_frame, make_model_file,  # noqa: E402
-                                     unique_namespace)
+from synergy_ros.ros.testing import camera_frame, make_model_file  # noqa: E402
 
 pytestmark = pytest.mark.ros
 MODEL_H, MODEL_W = 32, 48
@@ -35,13 +34,6 @@ POST_HUMBLE_PARAMETER_APIS = ("add_pre_set_parameters_callback",
 def model_path(tmp_path_factory):
     return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt",
                            input_size=(MODEL_H, MODEL_W))
-
-
-@pytest.fixture
-def harness():
-    h = RosHarness(unique_namespace("synergy_topics"))
-    yield h
-    h.close()
 
 
 def start_node(harness, model_path, remaps=(), **overrides):

@@ -8,7 +8,7 @@ from synergy_ros.bags.bagio import iter_messages
 from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.labels import LABEL_SET_NAMES, get_label_set
 from synergy_ros.core.obstacles import (DEFAULT_CLASS_ROLES, GROUND, IGNORED, OBSTACLE,
-                                        resolve_class_roles, split_cloud)
+                                        resolve_class_roles, role_indices, split_cloud)
 from synergy_ros.data.synthetic import SYNTHETIC_CLASSES, write_synthetic_bag
 from synergy_ros.evaluation.evaluator import EvaluateOptions, evaluate
 from synergy_ros.ros.pointcloud import pointcloud2_to_array
@@ -168,3 +168,17 @@ def test_split_bad_input(kwargs, match):
     args = {"labels": np.zeros((2, 3), np.uint8), **kwargs}
     with pytest.raises(ValueError, match=match):
         split_cloud(np.zeros((2, 3, 3), np.float32), args.pop("labels"), roles, **args)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_role_mask_and_indices_follow_the_role_table(dtype):
+    roles = resolve_class_roles(get_label_set("synthetic").class_names, None, None)
+    labels = np.arange(300).reshape(15, 20).astype(dtype) % (256 if dtype == np.uint8 else 300)
+    for role in (OBSTACLE, GROUND, IGNORED):
+        np.testing.assert_array_equal(roles.role_mask(labels, role), roles.roles(labels) == role)
+    valid = np.ones(labels.shape, bool)
+    valid[0] = False
+    obstacle, ground = role_indices(valid, labels, roles, with_ground=True)
+    np.testing.assert_array_equal(obstacle, np.flatnonzero(valid & (roles.roles(labels) == 0)))
+    np.testing.assert_array_equal(ground, np.flatnonzero(valid & (roles.roles(labels) == 1)))
+    assert role_indices(valid, labels, roles)[1] is None

@@ -76,6 +76,33 @@ class ClassRoles:
         inside = (ids >= 0) & (ids < len(self.table))
         return np.where(inside, self.table[np.where(inside, ids, 0)], np.uint8(OBSTACLE))
 
+    def role_mask(self, labels: np.ndarray, role: int) -> np.ndarray:
+        """(H, W) bool: the pixels of the integer (H, W) ``labels`` whose class has ``role``
+        (one table lookup for uint8 ids)."""
+        labels = np.asarray(labels)
+        if labels.dtype == np.uint8:
+            return np.take(self.table == role, labels)
+        return self.roles(labels) == role
+
+
+def role_indices(valid: np.ndarray, labels: np.ndarray, roles: ClassRoles,
+                 with_ground: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flat (row-major) indices of the valid obstacle pixels and of the valid ground pixels.
+
+    Args:
+        valid: (H, W) bool, the pixels with a valid point.
+        labels: (H, W) integer class ids.
+        roles: the class roles (:func:`resolve_class_roles`).
+        with_ground: also select the ground pixels (else None is returned for them).
+
+    Returns:
+        (obstacle_index, ground_index): int64 index arrays into the H x W grid.
+    """
+    obstacle = np.flatnonzero(roles.role_mask(labels, OBSTACLE) & valid)
+    if not with_ground:
+        return obstacle, None
+    return obstacle, np.flatnonzero(roles.role_mask(labels, GROUND) & valid)
+
 
 def label_set_of(class_names: Sequence[str]) -> str | None:
     """Name of the built-in label set whose classes are exactly ``class_names``, or None."""
@@ -221,7 +248,6 @@ def split_cloud(points: np.ndarray, labels: np.ndarray, roles: ClassRoles, *,
         if math.isfinite(max_range):
             valid &= z <= max_range
         valid &= np.isfinite(points[..., 0] + points[..., 1])  # NaN / inf propagate
-    role = roles.roles(labels)
     flat_points = points.reshape(-1, 3)
     flat_payload = [np.asarray(extra).reshape((grid[0] * grid[1],) + np.shape(extra)[2:])
                     for extra in payload]
@@ -231,10 +257,10 @@ def split_cloud(points: np.ndarray, labels: np.ndarray, roles: ClassRoles, *,
                   if with_points else None)
         return chosen, [np.take(extra, index, axis=0) for extra in flat_payload]
 
-    obstacle_index = np.flatnonzero(valid & (role == OBSTACLE))
+    obstacle_index, ground_index = role_indices(valid, labels, roles, with_ground)
     obstacles, obstacle_payload = take(obstacle_index)
     split = CloudSplit(obstacles, obstacle_index, obstacle_payload, grid)
     if with_ground:
-        split.ground_index = np.flatnonzero(valid & (role == GROUND))
-        split.ground, split.ground_payload = take(split.ground_index)
+        split.ground_index = ground_index
+        split.ground, split.ground_payload = take(ground_index)
     return split

@@ -26,7 +26,7 @@ from synergy_ros.core.errors import SynergyError
 from synergy_ros.core.geometry import PinholeIntrinsics, decimated_intrinsics
 from synergy_ros.core.ground_plane import (ScaleConfig, ScaleEstimator, ScaleState,
                                            ground_normal, ground_points)
-from synergy_ros.core.obstacles import ClassRoles, CloudSplit, resolve_class_roles, split_cloud
+from synergy_ros.core.obstacles import ClassRoles, resolve_class_roles, role_indices
 
 #: ``ground_classes`` / ``ignore_classes`` value meaning "the default of the model's label set".
 DEFAULT_CLASSES = "default"
@@ -126,7 +126,7 @@ class NavigationOutputs:
     """Class roles and the ground-plane scale estimator of one camera stream.
 
     Built once when the node is configured; :func:`synergy_ros.ros.outputs.prediction_messages`
-    calls :meth:`correct_scale` and :meth:`split` per frame (worker thread only; the
+    calls :meth:`correct_scale` and :meth:`cloud_indices` per frame (worker thread only; the
     diagnostics thread only reads :attr:`scale_state`, an immutable snapshot).
 
     Args:
@@ -214,23 +214,26 @@ class NavigationOutputs:
                 "ground with", stamp_s).scale)
         return float(self.estimator.update_points(ground_points, stamp_s).scale)
 
-    def split(self, points: np.ndarray, labels: np.ndarray, max_range: float,
-              decimation: int, with_ground: bool) -> CloudSplit:
-        """Indices of the obstacle (and ground) points of the organized cloud, one pass.
+    def cloud_indices(self, z: np.ndarray, labels: np.ndarray,
+                      with_ground: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Flat indices of the obstacle (and ground) points of an organized cloud's grid.
 
-        Only the indices (into the decimated grid, row-major): the node copies the cloud's
-        records at them straight into the message buffers
-        (:func:`synergy_ros.ros.pointcloud.dense_cloud_message`).
+        Only the indices (row-major into the grid): the node copies the cloud's records at
+        them straight into the message buffers
+        (:func:`synergy_ros.ros.pointcloud.dense_cloud_message`). A point is valid when its
+        z is > 0: the grid was back-projected (x and y are finite wherever z is) and z is NaN
+        for invalid depth and beyond ``max_range``. The selection is
+        :func:`synergy_ros.core.obstacles.role_indices`, as in
+        :func:`~synergy_ros.core.obstacles.split_cloud`.
 
         Args:
-            points: (h, w, 3) float32 organized points in metres (scale applied), NaN invalid.
-            labels: (h, w) class ids registered to ``points``.
-            max_range: z (metres) beyond which points are dropped.
-            decimation: keep every n-th row and column of this grid.
-            with_ground: also select the ground points.
+            z: (h, w) float32 z of the grid's points in metres (scale applied), NaN invalid.
+            labels: (h, w) class ids registered to ``z``.
+            with_ground: also select the ground points (else None for them).
         """
-        return split_cloud(points, labels, self.roles, max_range=max_range,
-                           decimation=decimation, with_ground=with_ground, with_points=False)
+        with np.errstate(invalid="ignore"):
+            valid = z > 0
+        return role_indices(valid, labels, self.roles, with_ground)
 
 
 def scale_diagnostics(state: ScaleState | None) -> dict:

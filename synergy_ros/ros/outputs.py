@@ -195,8 +195,8 @@ def _cloud_messages(depth: np.ndarray, labels: np.ndarray, rgb: np.ndarray,
     The grid's point records are back-projected and written once (one interleaving pass,
     :func:`synergy_ros.ros.pointcloud.write_records`); ``points`` is the grid itself (its
     message buffer) or every k-th row and column of it, and the obstacle / ground records are
-    copied from it, at the indices :meth:`NavigationOutputs.split` selects, into their
-    messages.
+    copied from it, at the indices :meth:`NavigationOutputs.cloud_indices` selects, into
+    their messages.
 
     Args:
         depth: (H, W) float32 metres (scale applied), NaN where invalid.
@@ -231,23 +231,21 @@ def _cloud_messages(depth: np.ndarray, labels: np.ndarray, rgb: np.ndarray,
         yield "points", cloud_message(data, h, w, True, True, header)
     if "obstacles" in clouds or "ground" in clouds:
         sub_step = int(obstacle_decimation) // grid_step
-        points = records.view(np.float32)[..., 0:3]  # x, y, z of the records (a view)
-        # max_range is already applied (far points are NaN above): no second comparison
-        split = navigation.split(points, labels, math.inf, sub_step, "ground" in clouds)
+        # the records' z (a view; NaN beyond max_range) on every sub_step-th row and column
+        sub_z = records.view(np.float32)[::sub_step, ::sub_step, 2]
+        obstacle_index, ground_index = navigation.cloud_indices(
+            sub_z, labels[::sub_step, ::sub_step], "ground" in clouds)
         flat = records.reshape(-1, POINT_STEP // 4)  # a view: records are C-contiguous
 
         def grid_index(index: np.ndarray) -> np.ndarray:
             """Indices into the decimated grid -> into the full one (records not copied)."""
             if sub_step == 1:
                 return index
-            row, col = np.divmod(index, split.grid_shape[1])
+            row, col = np.divmod(index, sub_z.shape[1])
             return row * (sub_step * records.shape[1]) + col * sub_step
 
-        if "obstacles" in clouds:
-            index = grid_index(split.obstacle_index)
-            yield "obstacles", dense_cloud_message(
-                flat, header, index=index, out=buffer("obstacles", len(index) * POINT_STEP))
-        if "ground" in clouds:
-            index = grid_index(split.ground_index)
-            yield "ground", dense_cloud_message(
-                flat, header, index=index, out=buffer("ground", len(index) * POINT_STEP))
+        for key, index in (("obstacles", obstacle_index), ("ground", ground_index)):
+            if key in clouds:
+                index = grid_index(index)
+                yield key, dense_cloud_message(flat, header, index=index,
+                                               out=buffer(key, len(index) * POINT_STEP))
