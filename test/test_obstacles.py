@@ -173,7 +173,7 @@ def test_split_bad_input(kwargs, match):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
 def test_role_mask_and_indices_follow_the_role_table(dtype):
     roles = resolve_class_roles(get_label_set("synthetic").class_names, None, None)
-    labels = np.arange(300).reshape(15, 20).astype(dtype) % (256 if dtype == np.uint8 else 300)
+    labels = (np.arange(300).reshape(15, 20) % (256 if dtype == np.uint8 else 300)).astype(dtype)
     for role in (OBSTACLE, GROUND, IGNORED):
         np.testing.assert_array_equal(roles.role_mask(labels, role), roles.roles(labels) == role)
     valid = np.ones(labels.shape, bool)
