@@ -38,3 +38,21 @@ def test_cpu_batch_check_times_both_exports(tmp_path):
     assert {(row["export"], row["batch"]) for row in result["rows"]} == {
         ("static", 1), ("dynamic", 1), ("static", 2), ("dynamic", 2)}
     assert all(row["call_ms"] > 0 for row in result["rows"])
+
+
+def test_bench_node_paired_overhead_and_render(tmp_path):
+    """The paired overhead is the median of per-round differences with a bootstrap interval
+    around it; --render re-writes the committed JSON's report without benchmarking."""
+    bench = _script("bench_node")
+    node = [30.0, 31.0, 29.0, 35.0, 30.5]
+    relay = [5.0, 5.5, 4.5, 9.0, 5.0]
+    model = [20.0, 20.5, 19.5, 21.0, 20.5]
+    median, low, high = bench.paired_overhead(node, relay, model)
+    assert median == 5.0 and low <= median <= high  # rounds: 5, 5, 5, 5, 5
+    median, low, high = bench.paired_overhead([10, 20, 30], [0, 0, 0], [0, 0, 0])
+    assert median == 20 and 10 <= low < high <= 30
+    assert all(v != v for v in bench.paired_overhead([], [], []))  # NaN without rounds
+    assert bench.main(["--render", str(ROOT / "benchmarks" / "results" / "node_cpu.json"),
+                       "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "node_cpu.md").read_text()
+    assert "| paired (ms, 90 % interval) |" in text and "| demo | 320x240 | 128x96" in text
