@@ -66,6 +66,31 @@ def decimated_intrinsics(intrinsics: PinholeIntrinsics, decimation: int) -> Pinh
                              -(-intrinsics.height // d))
 
 
+def pixel_rays(intrinsics: PinholeIntrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """The per-column and per-row ray slopes of a pinhole image, float32.
+
+    Returns:
+        (ray_x, ray_y): (W,) ``(u - cx) / fx`` and (H,) ``(v - cy) / fy``, so a pixel's point
+        is x = ray_x[u] z, y = ray_y[v] z (metres, optical frame).
+    """
+    ray_x = (np.arange(intrinsics.width, dtype=np.float32) - np.float32(intrinsics.cx)
+             ) / np.float32(intrinsics.fx)
+    ray_y = (np.arange(intrinsics.height, dtype=np.float32) - np.float32(intrinsics.cy)
+             ) / np.float32(intrinsics.fy)
+    return ray_x, ray_y
+
+
+def valid_depth(depth: np.ndarray, max_range: float = math.inf) -> np.ndarray:
+    """(H, W) float32 depth with NaN where it is invalid: NaN, inf, <= 0 or beyond
+    ``max_range`` metres."""
+    depth = np.asarray(depth, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(depth) & (depth > 0)
+        if math.isfinite(max_range):
+            valid &= depth <= np.float32(max_range)
+    return np.where(valid, depth, np.float32(np.nan))
+
+
 def backproject(depth: np.ndarray, intrinsics: PinholeIntrinsics) -> np.ndarray:
     """Back-project a depth image to 3-D points in the optical frame.
 
@@ -84,9 +109,8 @@ def backproject(depth: np.ndarray, intrinsics: PinholeIntrinsics) -> np.ndarray:
     if (w, h) != (intrinsics.width, intrinsics.height):
         raise ValueError(f"depth is {w}x{h} but intrinsics are for "
                          f"{intrinsics.width}x{intrinsics.height}; use intrinsics.scaled()")
-    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
-    u = (np.arange(w, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx)
-    v = (np.arange(h, dtype=np.float32) - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy)
+    z = valid_depth(depth)
+    u, v = pixel_rays(intrinsics)
     points = np.empty((h, w, 3), dtype=np.float32)
     points[..., 0] = u[None, :] * z
     points[..., 1] = v[:, None] * z

@@ -12,7 +12,7 @@ from typing import Callable, Collection, Iterator
 
 import numpy as np
 
-from synergy_ros.core.geometry import PinholeIntrinsics, decimated_intrinsics
+from synergy_ros.core.geometry import PinholeIntrinsics, decimated_intrinsics, valid_depth
 from synergy_ros.core.labels import lookup_colours
 from synergy_ros.ros.conversions import (MessageBuffers, array_to_image, filled_byte_array,
                                          intrinsics_to_camera_info, labels_to_image,
@@ -130,9 +130,8 @@ def prediction_messages(prediction, rgb: np.ndarray, camera: PinholeIntrinsics |
     def buffer(key: str, size: int):
         return None if buffers is None else buffers.get(key, size)
 
-    depth = np.asarray(prediction.depth, dtype=np.float32)
+    depth = valid_depth(prediction.depth)
     height, width = depth.shape
-    depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
     depth_intrinsics = None if camera is None else camera.scaled(width, height)
     labels = np.asarray(prediction.labels)
     clouds = []

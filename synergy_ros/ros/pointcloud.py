@@ -31,7 +31,8 @@ import sys
 import numpy as np
 
 from synergy_ros.core.atomic import atomic_write_bytes
-from synergy_ros.core.geometry import PinholeIntrinsics, decimated_intrinsics
+from synergy_ros.core.geometry import (PinholeIntrinsics, decimated_intrinsics, pixel_rays,
+                                       valid_depth)
 from synergy_ros.ros.conversions import filled_byte_array, new_message, zeroed_byte_array
 
 POINT_STEP = 32
@@ -130,12 +131,7 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray | None, labels: np.ndar
         rgb = None if rgb is None else rgb[::d, ::d]
         labels = None if labels is None else labels[::d, ::d]
         intrinsics = decimated_intrinsics(intrinsics, d)
-    depth = depth.astype(np.float32, copy=False)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(depth) & (depth > 0)
-        if math.isfinite(max_range):
-            valid &= depth <= np.float32(max_range)
-    z = np.where(valid, depth, np.float32(np.nan))
+    z = valid_depth(depth, max_range)
     h, w = z.shape
     with_rgb, with_label = rgb is not None, labels is not None
     point_step = POINT_STEP if (with_rgb or with_label) else POINT_STEP_XYZ
@@ -172,10 +168,7 @@ def write_records(records: np.ndarray, z: np.ndarray, intrinsics: PinholeIntrins
     if records.shape != (h, w, words) or records.dtype != np.uint32:
         raise ValueError(f"records must be ({h}, {w}, {words}) uint32, got {records.shape} "
                          f"{records.dtype}")
-    ray_x = (np.arange(w, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(
-        intrinsics.fx)
-    ray_y = (np.arange(h, dtype=np.float32) - np.float32(intrinsics.cy)) / np.float32(
-        intrinsics.fy)
+    ray_x, ray_y = pixel_rays(intrinsics)
     pad = np.zeros((h, w), np.int32)
     planes = [ray_x[None, :] * z, ray_y[:, None] * z, z, pad]
     if words == POINT_STEP // 4:
