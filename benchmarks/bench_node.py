@@ -72,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="only re-write the markdown report of an earlier run's "
-                             "node_cpu.json into --out (no benchmarking)")
+                             "node_cpu.json into --out (no benchmarking; a '## Reading' "
+                             "section already in --out/node_cpu.md is kept)")
     return parser.parse_args(argv)
 
 
@@ -80,6 +81,10 @@ def percentile(values, q: float) -> float:
     """q-th percentile (0-100) of a sequence (NaN when empty)."""
     values = np.asarray(values, dtype=np.float64)
     return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+#: Where a committed report's hand-written part starts (kept by ``--render``).
+READING_HEADING = "## Reading"
 
 
 def paired_overhead(node_ms, relay_ms, model_ms, resamples: int = 2000,
@@ -552,8 +557,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render is not None:
         report = to_markdown(json.loads(args.render.read_text(encoding="utf-8")))
+        target = args.out / "node_cpu.md"
+        if target.exists():  # the same run's hand-written reading stays
+            earlier = target.read_text(encoding="utf-8")
+            if READING_HEADING in earlier:
+                report = (report.rstrip("\n") + "\n\n"
+                          + earlier[earlier.index(READING_HEADING):])
         args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out / "node_cpu.md", report)
+        atomic_write_text(target, report)
         print(report)
         return 0
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

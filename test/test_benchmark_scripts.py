@@ -56,3 +56,9 @@ def test_bench_node_paired_overhead_and_render(tmp_path):
                        "--out", str(tmp_path)]) == 0
     text = (tmp_path / "node_cpu.md").read_text()
     assert "| paired (ms, 90 % interval) |" in text and "| demo | 320x240 | 128x96" in text
+    (tmp_path / "node_cpu.md").write_text("old table\n\n## Reading (by hand)\n\nkept\n")
+    assert bench.main(["--render", str(ROOT / "benchmarks" / "results" / "node_cpu.json"),
+                       "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "node_cpu.md").read_text()
+    assert "old table" not in text and text.endswith("## Reading (by hand)\n\nkept\n")
+    assert "| paired (ms, 90 % interval) |" in text
