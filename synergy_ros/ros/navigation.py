@@ -4,7 +4,7 @@ Depth and semantics together give a navigation stack what neither gives alone (i
 
 - ``obstacles``: every valid point within ``max_range`` whose class is neither ground nor
   ignored, as a dense PointCloud2 taken from the organized cloud's own records
-  (:func:`synergy_ros.core.obstacles.split_cloud`, no second back-projection); ``ground``
+  (:meth:`NavigationOutputs.cloud_indices`, no second back-projection); ``ground``
   the ground-class points;
 - metric scale from the ground plane (``scale_correction: ground_plane``): the ground points
   give the camera-to-floor distance ``d`` in predicted metres, ``s = camera_height / d``

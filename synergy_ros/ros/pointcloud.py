@@ -226,7 +226,7 @@ def dense_cloud_message(records: np.ndarray, header=None, index: np.ndarray | No
 
     The records are copied once into the message's buffer; they must hold no NaN point
     (``is_dense`` is set true), e.g. an organized cloud's records at the indices of its
-    obstacle points (:func:`synergy_ros.core.obstacles.split_cloud`).
+    obstacle points (:meth:`synergy_ros.ros.navigation.NavigationOutputs.cloud_indices`).
 
     Args:
         records: (M, 8) uint32 point records (the module's layout, :func:`write_records`).
